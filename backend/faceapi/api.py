@@ -1,0 +1,164 @@
+"""HTTP endpoints: parse and validate the request, call the engine and store, serialise.
+
+Images arrive as multipart field ``image``; every answer is JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from flask import Blueprint
+from flask import current_app
+from flask import request
+from werkzeug.datastructures import FileStorage
+
+from faceapi.engine import Box
+from faceapi.engine import ENCODING_SIZE
+from faceapi.errors import InvalidRequest
+from faceapi.imaging import DecodedImage
+from faceapi.imaging import decode_image
+from faceapi.matching import match_faces
+from faceapi.services import Services
+from faceapi.store import StoreError
+
+bp = Blueprint("faces", __name__)
+
+MAX_NAME_LENGTH = 100
+MAX_ENROLL_IMAGES = 10
+
+
+def get_services() -> Services:
+    """The engine, store and settings of the running app."""
+    return current_app.extensions["faceapi"]
+
+
+@bp.get("/health")
+def health() -> dict[str, Any]:
+    """Liveness: answers as long as the worker serves requests; touches no model or store."""
+    return {"status": "ok"}
+
+
+@bp.get("/ready")
+def ready() -> tuple[dict[str, Any], int]:
+    """Readiness: the models are loaded (they are, once the app exists) and the store is readable."""
+    try:
+        get_services().store.check()
+    except StoreError as exc:
+        return {"status": "unavailable", "error": {"code": "store_unavailable", "message": str(exc)}}, 503
+    return {"status": "ready"}, 200
+
+
+@bp.post("/enroll")
+def enroll() -> tuple[dict[str, Any], int]:
+    """Add the one face in each uploaded ``image`` to person ``name``; all images or none."""
+    services = get_services()
+    name = _read_name()
+    uploads = request.files.getlist("image")
+    if not uploads:
+        raise InvalidRequest("missing_image", "send one or more images as multipart field 'image'")
+    if len(uploads) > MAX_ENROLL_IMAGES:
+        raise InvalidRequest("too_many_images", f"send at most {MAX_ENROLL_IMAGES} images per enrollment")
+    faces = []
+    for upload in uploads:
+        image = _decode(upload)
+        face = services.engine.find_single_face(image.pixels)
+        faces.append((face, _to_upload_frame(face.box, image)))
+    enrollment = services.store.add_faces(name, _stack(face.encoding for face, _ in faces))
+    return {
+        "name": enrollment.name,
+        "faces": [{"id": face_id, "box": dataclasses.asdict(box)} for face_id, (_, box) in zip(enrollment.face_ids, faces)],
+        "face_count": enrollment.face_count,
+    }, 201
+
+
+@bp.post("/recognize")
+def recognize() -> dict[str, Any]:
+    """Every face in ``image``, each with the enrolled name it matches or null."""
+    services = get_services()
+    tolerance = _read_tolerance(services.settings.tolerance)
+    upload = _single_upload()
+    image = _decode(upload)
+    faces = services.engine.find_faces(image.pixels)
+    matches = match_faces(services.store.gallery(), _stack(face.encoding for face in faces), tolerance)
+    return {
+        "faces": [
+            {
+                "box": dataclasses.asdict(_to_upload_frame(face.box, image)),
+                "name": match.name,
+                "matched": match.matched,
+                "distance": None if match.distance is None else round(match.distance, 6),
+            }
+            for face, match in zip(faces, matches)
+        ]
+    }
+
+
+@bp.get("/people")
+def people() -> dict[str, Any]:
+    """Every enrolled person with their face count, sorted by name."""
+    return {"people": [dataclasses.asdict(person) for person in get_services().store.people()]}
+
+
+@bp.delete("/people/<path:name>")
+def delete_person(name: str) -> dict[str, Any]:
+    """Remove a person and every face enrolled for them."""
+    removed = get_services().store.remove_person(name)
+    return {"name": name, "deleted_faces": removed}
+
+
+def _read_name() -> str:
+    raw = request.form.get("name")
+    if raw is None:
+        raise InvalidRequest("missing_name", "send the person's name as form field 'name'")
+    name = raw.strip()
+    if not name:
+        raise InvalidRequest("invalid_name", "the name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest("invalid_name", f"the name must be at most {MAX_NAME_LENGTH} characters")
+    if any(unicodedata.category(char).startswith("C") for char in name):
+        raise InvalidRequest("invalid_name", "the name must not contain control or invisible format characters")
+    return name
+
+
+def _read_tolerance(default: float) -> float:
+    raw = request.values.get("tolerance")
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        tolerance = float(raw)
+    except ValueError:
+        tolerance = math.nan
+    if not (math.isfinite(tolerance) and 0 < tolerance <= 1):
+        raise InvalidRequest("invalid_tolerance", "tolerance must be a number greater than 0 and at most 1")
+    return tolerance
+
+
+def _single_upload() -> FileStorage:
+    uploads = request.files.getlist("image")
+    if not uploads:
+        raise InvalidRequest("missing_image", "send the image as multipart field 'image'")
+    if len(uploads) > 1:
+        raise InvalidRequest("too_many_images", "send exactly one image")
+    return uploads[0]
+
+
+def _decode(upload: FileStorage) -> DecodedImage:
+    data = upload.read()
+    if not data:
+        raise InvalidRequest("empty_image", "the uploaded image is empty")
+    settings = get_services().settings
+    return decode_image(data, max_side_px=settings.encode_side_px, max_pixels=settings.max_image_pixels)
+
+
+def _to_upload_frame(box: Box, image: DecodedImage) -> Box:
+    """A box on the decoded copy, in the coordinates of the uploaded image (after orientation)."""
+    return box.scaled(image.scale).clipped(image.width, image.height)
+
+
+def _stack(encodings: Iterable[np.ndarray]) -> np.ndarray:
+    return np.array(list(encodings), dtype=np.float64).reshape(-1, ENCODING_SIZE)

@@ -1,0 +1,174 @@
+"""Settings: every knob of the service, declared once, read from the environment once.
+
+Each setting names its environment variable, its default, how it is parsed and
+checked, and one sentence for the README. `Settings.from_env` collects every bad
+variable into one `ConfigError`, so a misconfigured deploy fails at start-up,
+before fork, with a message that names all the mistakes at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """One or more environment variables are invalid; the message names each."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    env: str
+    parse: Callable[[str], Any]
+    check: Callable[[Any], str | None]
+    doc: str
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _non_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _tolerance(value: float) -> str | None:
+    if math.isfinite(value) and 0 < value <= 1:
+        return None
+    return "must be a number in (0, 1]"
+
+
+def _detect_side(value: int) -> str | None:
+    return None if value >= 80 else "must be at least 80 (dlib's smallest detection window)"
+
+
+def _any(_value: Any) -> str | None:
+    return None
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _log_level(value: str) -> str | None:
+    levels = {"debug", "info", "warning", "error", "critical"}
+    return None if value in levels else f"must be one of {', '.join(sorted(levels))}"
+
+
+def default_workers() -> int:
+    """Workers that fit this machine: one per core, but at most one per 128 MiB of memory.
+
+    A worker's private memory under load is about 60-100 MB (the models are shared
+    through preload and copy-on-write), so 128 MiB a worker keeps a 256 MB instance
+    at one or two workers instead of the out-of-memory kill that cores alone would give.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, _memory_limit_bytes() // (128 * 1024 * 1024)))
+
+
+def _memory_limit_bytes() -> int:
+    """The container's memory limit (cgroup v2 or v1), else the machine's RAM."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as limit_file:
+                raw = limit_file.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            return int(raw)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# Field name -> how to read it. The order is the README's order.
+_SPECS: dict[str, _Spec] = {
+    "port": _Spec("PORT", int, lambda v: None if 0 < v < 65536 else "must be a TCP port (1-65535)",
+                  "TCP port gunicorn listens on (on all interfaces); App Platform sets it."),
+    "workers": _Spec("WEB_CONCURRENCY", int, _positive,
+                     "gunicorn worker processes. Default: one per core, at most one per 128 MiB of memory."),
+    "threads": _Spec("FACEAPI_THREADS", int, _positive,
+                     "Threads per worker. Detection runs in parallel across threads; encoding is serialised per worker."),
+    "store_path": _Spec("FACEAPI_STORE_PATH", str, lambda v: None if v else "must not be empty",
+                        "File of the pickle store (its directory is created; a `.bak` and a `.lock` sit beside it)."),
+    "tolerance": _Spec("FACEAPI_TOLERANCE", float, _tolerance,
+                       "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`."),
+    "upload_limit_bytes": _Spec("FACEAPI_UPLOAD_LIMIT_BYTES", int, _positive,
+                                "Largest request body; a bigger one gets 413 before it is read."),
+    "max_image_pixels": _Spec("FACEAPI_MAX_IMAGE_PIXELS", int, _positive,
+                              "Largest image (width x height) decoded; a bigger one gets 413 before its pixels are decoded."),
+    "detect_side_px": _Spec("FACEAPI_DETECT_SIDE_PX", int, _detect_side,
+                            "Longest side of the copy the face detector scans. Larger finds smaller faces, slower."),
+    "detect_upsample": _Spec("FACEAPI_DETECT_UPSAMPLE", int, _non_negative,
+                             "Times the detector upsamples its copy; each doubles the side, finds faces half as small, costs about 4x."),
+    "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _detect_side,
+                            "Longest side of the copy faces are encoded from (at most the uploaded size)."),
+    "cors_origins": _Spec("FACEAPI_CORS_ORIGINS", _origins, _any,
+                          "Comma-separated origins allowed by CORS; `*` allows any."),
+    "log_level": _Spec("FACEAPI_LOG_LEVEL", str.lower, _log_level,
+                       "Logging level of the service and gunicorn."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The service's configuration, frozen after start-up. Field docs: see `_SPECS`."""
+
+    port: int = 8000
+    workers: int = dataclasses.field(default_factory=default_workers)
+    threads: int = 4
+    store_path: str = "data/faces.pkl"
+    tolerance: float = 0.6
+    upload_limit_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    detect_side_px: int = 640
+    detect_upsample: int = 1
+    encode_side_px: int = 1600
+    cors_origins: tuple[str, ...] = ("*",)
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name, spec in _SPECS.items():
+            problem = spec.check(getattr(self, name))
+            if problem:
+                problems.append(f"{spec.env}={getattr(self, name)!r}: {problem}")
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from `environ` (default: `os.environ`); unset means the default.
+
+        :raises ConfigError: naming every variable that does not parse or is out of range.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems = []
+        for name, spec in _SPECS.items():
+            raw = environ.get(spec.env)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = spec.parse(raw.strip())
+            except ValueError:
+                problems.append(f"{spec.env}={raw!r}: not a valid {spec.parse.__name__}")
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for each setting, in README order."""
+    defaults = Settings()
+    rows = []
+    for name, spec in _SPECS.items():
+        default = getattr(defaults, name)
+        if name == "workers":
+            default = "cores, memory / 128 MiB"
+        elif isinstance(default, tuple):
+            default = ",".join(default)
+        rows.append((spec.env, str(default), spec.doc))
+    return rows

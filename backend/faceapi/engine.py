@@ -1,0 +1,179 @@
+"""The face engine: dlib's HOG detector, 5-point landmarks and ResNet encoder.
+
+Verbs and conventions follow ``face_recognition/api.py`` (boxes as
+``(top, right, bottom, left)``, 128-d encodings, Euclidean distance) so that
+results compare one to one with that package, but only the three models that
+recognition needs are loaded (not the 100 MB 68-point model, not the CNN), and
+they are loaded by a constructor, never at import.
+
+Thread safety, by construction:
+- dlib's HOG detector is not safe to share between threads (shared, it
+  segfaults under gunicorn threads), so each thread builds its own, lazily; it
+  is small and cheap. Detection releases the GIL, so threads detect in parallel.
+- The shape predictor and the ResNet encoder are large and shared; the encoder
+  keeps per-call buffers inside its network, so both run under one lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import pathlib
+import threading
+
+import dlib
+import numpy as np
+from PIL import Image
+
+ENCODING_SIZE = 128
+_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
+_ENCODER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+class NoFaceFound(ValueError):
+    """An image that must show one face shows none."""
+
+
+class MultipleFaces(ValueError):
+    """An image that must show one face shows several."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A face's bounding box in pixels, ``face_recognition``'s ``(top, right, bottom, left)``."""
+
+    top: int
+    right: int
+    bottom: int
+    left: int
+
+    def scaled(self, factor: float) -> Box:
+        """This box in a frame ``factor`` times larger."""
+        return Box(*(int(round(side * factor)) for side in dataclasses.astuple(self)))
+
+    def clipped(self, width: int, height: int) -> Box:
+        """This box trimmed to an image of the given size (``_trim_css_to_bounds``)."""
+        return Box(max(self.top, 0), min(self.right, width), min(self.bottom, height), max(self.left, 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """A face found in an image: its box (trimmed to the image) and its ``(128,)`` float64 encoding."""
+
+    box: Box
+    encoding: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPaths:
+    """Where the two model files are; `from_package` finds them in ``face_recognition_models``."""
+
+    shape_predictor: pathlib.Path
+    encoder: pathlib.Path
+
+    @classmethod
+    def from_package(cls) -> ModelPaths:
+        """Locate the files without importing the package, whose import needs ``pkg_resources``."""
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("the face_recognition_models package is not installed")
+        models = pathlib.Path(next(iter(spec.submodule_search_locations))) / "models"
+        return cls(shape_predictor=models / _PREDICTOR_FILE, encoder=models / _ENCODER_FILE)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectOptions:
+    """How hard the detector looks.
+
+    :param max_side_px: longest side of the copy the detector scans, or None for the
+        image itself. HOG's window is 80 px, so the smallest face found is about
+        ``80 / 2**upsample`` px on that copy; cost grows with its pixel count.
+    :param upsample: times the copy is doubled before scanning (``number_of_times_to_upsample``).
+    """
+
+    max_side_px: int | None = 640
+    upsample: int = 1
+
+
+class FaceEngine:
+    """Detects and encodes faces in RGB uint8 arrays; safe to call from many threads."""
+
+    def __init__(self, paths: ModelPaths, detect: DetectOptions = DetectOptions()) -> None:
+        """Load the shape predictor and encoder from ``paths`` (about 100 ms, 32 MB)."""
+        self._predictor = dlib.shape_predictor(str(paths.shape_predictor))
+        self._encoder = dlib.face_recognition_model_v1(str(paths.encoder))
+        self._model_lock = threading.Lock()
+        self._local = threading.local()
+        self.detect_options = detect
+        self.model_id = _model_id(paths)
+
+    @classmethod
+    def load(cls, detect: DetectOptions = DetectOptions()) -> FaceEngine:
+        """An engine on the models of the installed ``face_recognition_models`` package."""
+        return cls(ModelPaths.from_package(), detect)
+
+    def face_locations(self, image: np.ndarray) -> list[Box]:
+        """Boxes of every face in ``image``, in its own coordinates, not trimmed to its bounds.
+
+        Detection runs on a copy shrunk to ``detect_options.max_side_px``; boxes
+        are scaled back, so they may differ by a few pixels from a full-size scan.
+        """
+        options = self.detect_options
+        height, width = image.shape[:2]
+        longest = max(height, width)
+        factor = 1.0
+        scan = image
+        if options.max_side_px is not None and longest > options.max_side_px:
+            factor = longest / options.max_side_px
+            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+            scan = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+        rects = self._detector()(scan, options.upsample)
+        return [Box(r.top(), r.right(), r.bottom(), r.left()).scaled(factor) for r in rects]
+
+    def face_encodings(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""
+        if not boxes:
+            return np.empty((0, ENCODING_SIZE))
+        shapes = dlib.full_object_detections()
+        with self._model_lock:
+            for box in boxes:
+                shapes.append(self._predictor(image, dlib.rectangle(box.left, box.top, box.right, box.bottom)))
+            descriptors = self._encoder.compute_face_descriptor(image, shapes, 1)
+        return np.array([np.array(d) for d in descriptors], dtype=np.float64)
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """Every face in ``image`` with its box (trimmed to the image) and encoding."""
+        boxes = self.face_locations(image)
+        encodings = self.face_encodings(image, boxes)
+        height, width = image.shape[:2]
+        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings)]
+
+    def find_single_face(self, image: np.ndarray) -> Face:
+        """The one face in ``image``, for enrollment.
+
+        :raises NoFaceFound: no face was found.
+        :raises MultipleFaces: more than one face was found.
+        """
+        boxes = self.face_locations(image)
+        if not boxes:
+            raise NoFaceFound("no face was found in the image")
+        if len(boxes) > 1:
+            raise MultipleFaces(f"{len(boxes)} faces were found; an enrollment image must show exactly one")
+        height, width = image.shape[:2]
+        return Face(boxes[0].clipped(width, height), self.face_encodings(image, boxes)[0])
+
+    def _detector(self) -> dlib.fhog_object_detector:
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = dlib.get_frontal_face_detector()
+        return detector
+
+
+def _model_id(paths: ModelPaths) -> str:
+    """Names the models that make encodings, so that encodings of other models are never mixed in."""
+    digest = hashlib.sha256()
+    for path in (paths.shape_predictor, paths.encoder):
+        with open(path, "rb") as model_file:
+            digest.update(hashlib.file_digest(model_file, "sha256").digest())
+    return f"dlib-resnet-v1+5pt:{digest.hexdigest()[:16]}"

@@ -1,0 +1,112 @@
+"""Decode uploaded bytes into a bounded, upright RGB pixel array.
+
+Cost and memory per request are bounded here, before any pixel is decoded: the
+declared size is checked against a pixel limit, large JPEGs are decoded straight
+to a reduced size (JPEG draft mode scales by 1/2, 1/4 or 1/8 inside the decoder),
+and the result is shrunk to a longest side. Boxes found on that copy map back to
+the uploaded image through `DecodedImage.scale`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+from PIL import ImageOps
+from PIL import UnidentifiedImageError
+
+
+class UnreadableImage(ValueError):
+    """The bytes are not an image Pillow can decode completely."""
+
+
+class ImageTooLarge(ValueError):
+    """The image declares more pixels than the configured limit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedImage:
+    """An upright RGB copy of an upload, at most a given longest side.
+
+    :param pixels: ``(height, width, 3)`` uint8 array, C-contiguous.
+    :param width: width of the uploaded image after EXIF orientation, in pixels.
+    :param height: height of the uploaded image after EXIF orientation, in pixels.
+    :param scale: uploaded pixels per pixel of ``pixels`` (1.0 when not shrunk).
+    """
+
+    pixels: np.ndarray
+    width: int
+    height: int
+    scale: float
+
+
+def decode_image(data: bytes, *, max_side_px: int, max_pixels: int) -> DecodedImage:
+    """Decode ``data``, apply its EXIF orientation, convert to RGB and bound its longest side.
+
+    Animated and multi-page images give their first frame.
+
+    :param max_side_px: longest side of the returned pixels; smaller images are not enlarged.
+    :param max_pixels: largest ``width * height`` accepted, checked from the header alone.
+    :raises UnreadableImage: empty, not an image, truncated or corrupt.
+    :raises ImageTooLarge: more than ``max_pixels`` pixels.
+    """
+    if not data:
+        raise UnreadableImage("the upload is empty")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit replaces Pillow's process-wide bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return _decode_opened(image, max_side_px=max_side_px, max_pixels=max_pixels)
+    except (ImageTooLarge, UnreadableImage):
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise UnreadableImage("the upload is not an image in a supported format") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as exc:
+        # Pillow reports truncated and corrupt files through all of these.
+        raise UnreadableImage("the image is truncated or corrupt") from exc
+
+
+def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> DecodedImage:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise UnreadableImage("the image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if image.format == "JPEG" and max(width, height) > max_side_px:
+        # Decode at the smallest DCT scale that is still at least max_side_px long.
+        ratio = max_side_px / max(width, height)
+        image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
+    image.load()
+    upright = ImageOps.exif_transpose(image)
+    # A 90-degree orientation swaps the sides; compare shapes, since draft mode may have shrunk both.
+    turned = upright.size != image.size
+    upright_width, upright_height = (height, width) if turned else (width, height)
+    rgb = upright if upright.mode == "RGB" else _to_rgb(upright)
+    rgb.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR, reducing_gap=None)
+    pixels = np.asarray(rgb, dtype=np.uint8)
+    return DecodedImage(
+        pixels=np.ascontiguousarray(pixels),
+        width=upright_width,
+        height=upright_height,
+        scale=max(upright_width, upright_height) / max(rgb.size),
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to RGB: transparency over white, 16-bit and float scaled to 8 bits."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

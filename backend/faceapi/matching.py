@@ -1,0 +1,97 @@
+"""1:N matching of face encodings against a gallery of known faces (numpy only).
+
+The gallery is one contiguous ``(n, 128)`` matrix, so every face of a request is
+compared with every known face in one matrix product. A face is matched only when
+its nearest known face is within the tolerance; otherwise it is unknown, never the
+nearest stranger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+DEFAULT_TOLERANCE = 0.6
+ENCODING_WIDTH = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class Gallery:
+    """The known faces: row ``i`` of ``encodings`` belongs to ``names[i]``.
+
+    Encodings are float32: dlib computes them in float32, so nothing is lost, and
+    the matrix takes half the memory.
+    """
+
+    names: tuple[str, ...]
+    encodings: np.ndarray
+    squared_norms: np.ndarray
+
+    @classmethod
+    def build(cls, names: list[str] | tuple[str, ...], encodings: np.ndarray) -> Gallery:
+        """A gallery of ``names`` and their ``(n, 128)`` encodings."""
+        matrix = np.ascontiguousarray(encodings, dtype=np.float32).reshape(len(names), ENCODING_WIDTH)
+        return cls(tuple(names), matrix, np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64))
+
+    @classmethod
+    def empty(cls) -> Gallery:
+        """A gallery with no known face."""
+        return cls.build((), np.empty((0, ENCODING_WIDTH), dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """The decision for one face: the person's name when matched, else None.
+
+    ``distance`` is the distance to the nearest known face (None for an empty gallery).
+    """
+
+    name: str | None
+    distance: float | None
+
+    @property
+    def matched(self) -> bool:
+        return self.name is not None
+
+
+def face_distance(known_encodings: np.ndarray, face_encoding: np.ndarray) -> np.ndarray:
+    """Euclidean distance from ``face_encoding`` to each row of ``known_encodings`` (empty in, empty out)."""
+    if len(known_encodings) == 0:
+        return np.empty(0)
+    return np.linalg.norm(np.asarray(known_encodings) - face_encoding, axis=1)
+
+
+def distance_matrix(gallery: Gallery, encodings: np.ndarray) -> np.ndarray:
+    """``(len(encodings), len(gallery))`` Euclidean distances, via ``|a|^2 + |b|^2 - 2ab``."""
+    queries = np.asarray(encodings, dtype=np.float64).reshape(-1, gallery.encodings.shape[1])
+    squared = (
+        np.einsum("ij,ij->i", queries, queries)[:, None]
+        + gallery.squared_norms[None, :]
+        - 2.0 * (queries.astype(np.float32) @ gallery.encodings.T)
+    )
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> list[Match]:
+    """The decision for each row of ``encodings``.
+
+    :param tolerance: largest distance that still counts as the same person; 0.6 is
+        ``face_recognition``'s default, lower is stricter.
+    :return: one `Match` per encoding, in order.
+    """
+    if len(encodings) == 0:
+        return []
+    if len(gallery) == 0:
+        return [Match(None, None) for _ in range(len(encodings))]
+    queries = np.asarray(encodings, dtype=np.float64)
+    nearest = distance_matrix(gallery, queries).argmin(axis=1)
+    matches = []
+    for row, column in enumerate(nearest):
+        # The float32 product ranks; the reported distance is recomputed exactly in float64.
+        distance = float(np.linalg.norm(gallery.encodings[column].astype(np.float64) - queries[row]))
+        matches.append(Match(gallery.names[column] if distance <= tolerance else None, distance))
+    return matches

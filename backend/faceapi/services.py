@@ -1,0 +1,27 @@
+"""The long-lived objects one app uses, built once per process before fork."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from faceapi.config import Settings
+from faceapi.engine import DetectOptions
+from faceapi.engine import FaceEngine
+from faceapi.store import Store
+from faceapi.store import open_store
+
+
+@dataclasses.dataclass(frozen=True)
+class Services:
+    """Settings, the face engine and the store, as kept in ``app.extensions["faceapi"]``."""
+
+    settings: Settings
+    engine: FaceEngine
+    store: Store
+
+    @classmethod
+    def build(cls, settings: Settings, engine: FaceEngine | None = None) -> Services:
+        """Load the models (unless an engine is given) and open the store that ``settings`` name."""
+        if engine is None:
+            engine = FaceEngine.load(DetectOptions(settings.detect_side_px, settings.detect_upsample))
+        return cls(settings, engine, open_store(settings.store_path, engine.model_id))

@@ -1,0 +1,243 @@
+"""The embedded store: one pickle file, safe for many threads and processes.
+
+- Every read-modify-write holds an exclusive ``flock`` on ``<path>.lock`` and
+  reads the file afresh, so concurrent writers in other workers lose nothing.
+- A write goes to a temporary file in the same directory, is flushed and
+  fsynced, and replaces the store with ``os.replace``; then the directory is
+  fsynced. A crash at any point leaves the old or the new file, never a torn one.
+  The previous file is kept as ``<path>.bak``.
+- Readers need no lock: each request stats the file and reloads only when it
+  changed, so every worker sees every other worker's writes on its next request.
+- The file is unpickled by an unpickler that resolves no global at all: the
+  format holds only dicts, lists, strings, numbers and bytes (encodings are raw
+  little-endian float32), so a file carrying code is refused, not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import pathlib
+import pickle
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Any
+from typing import TypeVar
+
+import numpy as np
+
+from faceapi.matching import Gallery
+from faceapi.store import Enrollment
+from faceapi.store import PersonSummary
+from faceapi.store import StoreError
+from faceapi.store import UnknownPerson
+
+FORMAT_VERSION = 1
+_DTYPE = np.dtype("<f4")
+_WIDTH = 128
+_T = TypeVar("_T")
+
+# {"format": 1, "model": str, "people": {name: {"ids": [str, ...], "encodings": bytes}}}
+_Data = dict[str, Any]
+_Signature = tuple[int, int, int, int]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Refuses every global: our format needs none, and a global is how a pickle runs code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"the store file refers to {module}.{name}; only plain data is allowed")
+
+
+class PickleStore:
+    """The `faceapi.store.Store` on a local pickle file."""
+
+    def __init__(self, path: str | os.PathLike[str], model_id: str) -> None:
+        """Open (not yet read) the store at ``path``; its directory is created if missing."""
+        self.path = pathlib.Path(path)
+        self.backup_path = self.path.with_name(self.path.name + ".bak")
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._model_id = model_id
+        self._thread_lock = threading.Lock()
+        self._cache: tuple[_Signature | None, _Data, Gallery] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
+
+    def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
+        matrix = np.asarray(encodings, dtype=_DTYPE).reshape(-1, _WIDTH)
+        face_ids = tuple(uuid.uuid4().hex for _ in range(len(matrix)))
+
+        def add(data: _Data) -> Enrollment:
+            person = data["people"].setdefault(name, {"ids": [], "encodings": b""})
+            person["ids"].extend(face_ids)
+            person["encodings"] += matrix.tobytes()
+            return Enrollment(name, face_ids, len(person["ids"]))
+
+        return self._update(add)
+
+    def remove_person(self, name: str) -> int:
+        def remove(data: _Data) -> int:
+            try:
+                return len(data["people"].pop(name)["ids"])
+            except KeyError:
+                raise UnknownPerson(name) from None
+
+        return self._update(remove)
+
+    def people(self) -> list[PersonSummary]:
+        data = self._current()[1]
+        return [PersonSummary(name, len(person["ids"])) for name, person in sorted(data["people"].items())]
+
+    def gallery(self) -> Gallery:
+        return self._current()[2]
+
+    def check(self) -> None:
+        self._current()
+
+    def close(self) -> None:
+        self._cache = None
+
+    def _current(self) -> tuple[_Signature | None, _Data, Gallery]:
+        """The cached contents, reloaded first if another process replaced the file."""
+        signature = self._signature()
+        cache = self._cache
+        if cache is not None and cache[0] == signature:
+            return cache
+        with self._thread_lock:
+            if self._cache is None or self._cache[0] != self._signature():
+                self._cache = self._read()
+            return self._cache
+
+    def _signature(self) -> _Signature | None:
+        """Identity of the file's current version; ``os.replace`` always makes a new inode."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc.strerror}") from exc
+        return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _read(self) -> tuple[_Signature | None, _Data, Gallery]:
+        try:
+            with open(self.path, "rb") as store_file:
+                stat = os.fstat(store_file.fileno())
+                raw = store_file.read()
+        except FileNotFoundError:
+            data = {"format": FORMAT_VERSION, "model": self._model_id, "people": {}}
+            return None, data, Gallery.empty()
+        except OSError as exc:
+            raise StoreError(f"cannot read the store {self.path}: {exc.strerror}") from exc
+        data = self._parse(raw)
+        signature = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        return signature, data, _gallery_of(data)
+
+    def _parse(self, raw: bytes) -> _Data:
+        try:
+            data = _PlainUnpickler(io.BytesIO(raw)).load()
+        except Exception as exc:  # any malformed pickle: the message says which file
+            raise StoreError(f"the store {self.path} is not a valid store file ({exc}); "
+                             f"the previous version is in {self.backup_path}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+            raise StoreError(f"the store {self.path} is not in store format {FORMAT_VERSION}")
+        if data.get("model") != self._model_id:
+            raise StoreError(f"the store {self.path} holds encodings made by models {data.get('model')!r}, "
+                             f"not by this service's {self._model_id!r}; they cannot be mixed")
+        people = data.get("people")
+        if not isinstance(people, dict) or not all(_valid_person(n, p) for n, p in people.items()):
+            raise StoreError(f"the store {self.path} has a malformed person record")
+        return data
+
+    def _update(self, change: Callable[[_Data], _T]) -> _T:
+        """Apply ``change`` to the latest contents and write them, all under the cross-process lock."""
+        with self._thread_lock, self._file_lock():
+            _signature, data, _gallery = self._read()
+            result = change(data)
+            signature = self._write(data)
+            self._cache = (signature, data, _gallery_of(data))
+            return result
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        try:
+            lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open the store lock {self._lock_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self._remove_orphans()
+            yield
+        finally:
+            os.close(lock_fd)  # closing releases the flock
+
+    def _write(self, data: _Data) -> _Signature:
+        """Write ``data`` atomically and durably; keep the replaced file as the backup."""
+        payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+        fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self._tmp_prefix(), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as tmp_file:
+                tmp_file.write(payload)
+                tmp_file.flush()
+                os.fsync(tmp_file.fileno())
+                stat = os.fstat(tmp_file.fileno())
+            if self.path.exists():
+                self._keep_backup()
+            os.replace(tmp_name, self.path)
+            _fsync_directory(self.path.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise StoreError(f"cannot write the store {self.path}: {exc.strerror}") from exc
+        return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _keep_backup(self) -> None:
+        """Point ``<path>.bak`` at the current file: a hard link, swapped in atomically."""
+        link_name = self.path.with_name(f"{self._tmp_prefix()}bak.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link_name)
+        os.link(self.path, link_name)
+        os.replace(link_name, self.backup_path)
+
+    def _tmp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def _remove_orphans(self) -> None:
+        """Delete temporary files left by a writer that died; only lock holders write them."""
+        for orphan in self.path.parent.glob(f"{self._tmp_prefix()}*.tmp"):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
+
+
+def _valid_person(name: Any, person: Any) -> bool:
+    return (
+        isinstance(name, str)
+        and isinstance(person, dict)
+        and isinstance(person.get("ids"), list)
+        and isinstance(person.get("encodings"), bytes)
+        and len(person["encodings"]) == len(person["ids"]) * _WIDTH * _DTYPE.itemsize
+    )
+
+
+def _gallery_of(data: _Data) -> Gallery:
+    people = data["people"]
+    if not people:
+        return Gallery.empty()
+    names = [name for name, person in people.items() for _ in person["ids"]]
+    matrix = np.frombuffer(b"".join(p["encodings"] for p in people.values()), dtype=_DTYPE)
+    return Gallery.build(names, matrix.reshape(-1, _WIDTH))
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    """Make the rename durable: a directory entry lives in the directory's own blocks."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,59 @@
+"""gunicorn settings for faceapi (``gunicorn --config gunicorn.conf.py``).
+
+Values come from `faceapi.config.Settings`, the one place the environment is
+read, so a bad variable stops the master with a message before any worker forks.
+Laid out like gunicorn's examples/example_config.py.
+"""
+
+import gc
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend"))
+
+from faceapi.config import Settings  # noqa: E402
+
+_settings = Settings.from_env()
+
+# The app: the factory call, loaded by the master (see preload_app).
+pythonpath = "backend"
+wsgi_app = "faceapi:create_app()"
+
+# Server socket. PORT is set by App Platform; all interfaces, since the platform's router connects from outside.
+bind = f"0.0.0.0:{_settings.port}"
+
+# Worker processes. WEB_CONCURRENCY, else one per core and at most one per 128 MiB (faceapi.config.default_workers).
+workers = _settings.workers
+# Threads per worker: each thread has its own HOG detector, and detection releases the GIL,
+# so threads overlap detection and I/O; encoding is serialised per worker by the engine's lock.
+worker_class = "gthread"
+threads = _settings.threads
+# A 12 MP photo takes well under a second; 120 s only catches a stuck worker.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+
+# Server mechanics.
+# Load the models (32 MB) once in the master; workers share those pages copy-on-write.
+preload_app = True
+# Recycle a worker after about 1000 requests, staggered by up to 100, to bound slow leaks in native code.
+max_requests = 1000
+max_requests_jitter = 100
+# The heartbeat file on tmpfs: a disk-backed /tmp can block os.fchmod and get healthy workers killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Logging: both logs to stderr, which App Platform and systemd collect.
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level
+
+
+# Server hooks.
+def pre_fork(server, worker):
+    """Move everything loaded so far out of the garbage collector's reach, so collections in the
+    workers do not write to (and so un-share) the master's pages."""
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    server.log.info("worker %s ready (threads=%s)", worker.pid, threads)
