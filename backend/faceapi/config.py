@@ -42,8 +42,12 @@ def _tolerance(value: float) -> str | None:
     return "must be a number in (0, 1]"
 
 
-def _detect_side(value: int) -> str | None:
+def _min_side(value: int) -> str | None:
     return None if value >= 80 else "must be at least 80 (dlib's smallest detection window)"
+
+
+def _detect_side(value: int) -> str | None:
+    return None if value == 0 else _min_side(value)
 
 
 def _any(_value: Any) -> str | None:
@@ -100,10 +104,10 @@ _SPECS: dict[str, _Spec] = {
     "max_image_pixels": _Spec("FACEAPI_MAX_IMAGE_PIXELS", int, _positive,
                               "Largest image (width x height) decoded; a bigger one gets 413 before its pixels are decoded."),
     "detect_side_px": _Spec("FACEAPI_DETECT_SIDE_PX", int, _detect_side,
-                            "Longest side of the copy the face detector scans. Larger finds smaller faces, slower."),
+                            "Longest side of the copy the face detector scans; larger finds smaller faces, slower. 0 scans the encoding copy itself (face_recognition's exact boxes)."),
     "detect_upsample": _Spec("FACEAPI_DETECT_UPSAMPLE", int, _non_negative,
                              "Times the detector upsamples its copy; each doubles the side, finds faces half as small, costs about 4x."),
-    "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _detect_side,
+    "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _min_side,
                             "Longest side of the copy faces are encoded from (at most the uploaded size)."),
     "cors_origins": _Spec("FACEAPI_CORS_ORIGINS", _origins, _any,
                           "Comma-separated origins allowed by CORS; `*` allows any."),

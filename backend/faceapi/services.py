@@ -23,5 +23,5 @@ class Services:
     def build(cls, settings: Settings, engine: FaceEngine | None = None) -> Services:
         """Load the models (unless an engine is given) and open the store that ``settings`` name."""
         if engine is None:
-            engine = FaceEngine.load(DetectOptions(settings.detect_side_px, settings.detect_upsample))
+            engine = FaceEngine.load(DetectOptions(settings.detect_side_px or None, settings.detect_upsample))
         return cls(settings, engine, open_store(settings.store_path, engine.model_id))

@@ -1,0 +1,46 @@
+"""The application factory: builds the Flask app around one engine and one store."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_cors import CORS
+
+from faceapi import api
+from faceapi import errors
+from faceapi.config import Settings
+from faceapi.engine import FaceEngine
+from faceapi.services import Services
+
+
+def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = None) -> Flask:
+    """Build the app: load the models, open the store, register the endpoints.
+
+    :param settings: the configuration; read from the environment when None.
+    :param engine: an already loaded engine to share (tests); loaded from the settings when None.
+    :raises ConfigError: the environment holds an invalid setting.
+    :raises StoreError: the store exists but cannot be read.
+    """
+    settings = Settings.from_env() if settings is None else settings
+    _configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.upload_limit_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    services = Services.build(settings, engine)
+    services.store.check()
+    app.extensions["faceapi"] = services
+    CORS(app, origins=list(settings.cors_origins))
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    """Send the service's logs to stderr (gunicorn's error log) unless the host configured logging."""
+    logger = logging.getLogger("faceapi")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"))
+        logger.addHandler(handler)
