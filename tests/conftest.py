@@ -68,9 +68,39 @@ def app(settings: Settings, engine: FaceEngine):
     return create_app(settings, engine=engine)
 
 
+def encode_form(data: dict[str, Any]) -> tuple[bytes, str]:
+    """A multipart body and its content type; a list value repeats the field."""
+    fields = MultiDict()
+    for key, value in data.items():
+        for item in value if isinstance(value, list) else [value]:
+            fields.add(key, item)
+    boundary, body = encode_multipart(fields)
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+class TestClient:
+    """Flask's test client, but forms are encoded in memory as for the real server.
+
+    (Werkzeug's own encoder spools large test bodies to a temporary file it never closes.)
+    """
+
+    __test__ = False
+
+    def __init__(self, flask_client: Any) -> None:
+        self._client = flask_client
+
+    def post(self, path: str, data: Any = None, **kwargs: Any) -> Any:
+        if isinstance(data, dict):
+            data, kwargs["content_type"] = encode_form(data)
+        return self._client.post(path, data=data, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def client(app) -> TestClient:
+    return TestClient(app.test_client())
 
 
 class Response:
@@ -92,12 +122,7 @@ class HttpClient:
         body = b""
         headers = {}
         if data is not None:
-            fields = MultiDict()
-            for key, value in data.items():
-                for item in value if isinstance(value, list) else [value]:
-                    fields.add(key, item)
-            boundary, body = encode_multipart(fields)
-            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            body, headers["Content-Type"] = encode_form(data)
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request(method, path, body=body, headers=headers)

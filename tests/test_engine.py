@@ -141,7 +141,7 @@ def test_image_modes(engine: FaceEngine, mode: str) -> None:
     """
     original = Image.open(test_images("obama.jpg")).convert("RGB")
     if mode == "I;16":
-        converted = Image.fromarray((np.asarray(original.convert("L"), dtype=np.uint16) * 257), "I;16")
+        converted = Image.fromarray(np.asarray(original.convert("L"), dtype=np.uint16) * 257)
     else:
         converted = original.convert(mode)
     buffer = io.BytesIO()

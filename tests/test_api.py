@@ -1,0 +1,160 @@
+"""The HTTP contract through Flask's test client: the labelled scenario and every documented error."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+
+import pytest
+from PIL import Image
+
+from faceapi import create_app
+from faceapi.config import Settings
+from tests.conftest import TestClient
+from tests.conftest import face_photo
+from tests.conftest import test_images
+from tests.conftest import upload
+from tests.scenario import enroll
+from tests.scenario import recognize
+from tests.scenario import run_labelled_scenario
+
+
+def test_labelled_scenario(client) -> None:
+    run_labelled_scenario(client)
+
+
+def test_health_and_ready(client) -> None:
+    assert client.get("/health").json == {"status": "ok"}
+    assert client.get("/ready").status_code == 200
+
+
+def test_response_boxes_are_in_upload_coordinates(client) -> None:
+    """obama3.jpg (2333 px) is encoded from a 1600 px copy; its box is reported in the original's pixels."""
+    [face] = recognize(client, "tests/test_images/obama3.jpg").json["faces"]
+    top, right, bottom, left = (face["box"][side] for side in ("top", "right", "bottom", "left"))
+    measured = (277, 954, 598, 633)  # LABELS.md, full-size HOG
+    assert abs(top - measured[0]) < 40 and abs(right - measured[1]) < 40
+    assert abs(bottom - measured[2]) < 40 and abs(left - measured[3]) < 40
+
+
+def test_enroll_adds_to_existing_person(client) -> None:
+    assert enroll(client, "obama", "obama.jpg").json["face_count"] == 1
+    second = enroll(client, "obama", "obama2.jpg", "obama3.jpg")
+    assert second.status_code == 201
+    assert second.json["face_count"] == 3 and len(second.json["faces"]) == 2
+    assert client.get("/people").json["people"] == [{"name": "obama", "face_count": 3}]
+
+
+def test_per_request_tolerance(client) -> None:
+    enroll(client, "obama", "obama.jpg")
+    strict = recognize(client, "tests/test_images/obama2.jpg", tolerance="0.2").json["faces"][0]
+    assert strict["name"] is None and strict["matched"] is False and 0.2 < strict["distance"] <= 0.6
+    assert recognize(client, "tests/test_images/obama2.jpg", tolerance="0.5").json["faces"][0]["name"] == "obama"
+
+
+def test_empty_gallery_and_no_face(client) -> None:
+    [face] = recognize(client, "tests/test_images/obama.jpg").json["faces"]
+    assert face["name"] is None and face["distance"] is None
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), "gray").save(blank, "PNG")
+    response = client.post("/recognize", data={"image": upload(blank.getvalue(), "blank.png")})
+    assert response.status_code == 200 and response.json == {"faces": []}
+
+
+def test_enroll_is_all_or_nothing(client) -> None:
+    response = enroll(client, "obama", "obama.jpg", "obama2.jpg")
+    assert response.status_code == 201
+    mixed = client.post("/enroll", data={"name": "obama", "image": [
+        upload(test_images("obama3.jpg")), upload(face_photo("examples/two_people.jpg"))]})
+    assert mixed.status_code == 422 and mixed.json["error"]["code"] == "multiple_faces"
+    assert client.get("/people").json["people"] == [{"name": "obama", "face_count": 2}]
+
+
+def _truncated_jpeg() -> bytes:
+    data = test_images("obama.jpg").read_bytes()
+    return data[: len(data) // 2]
+
+
+def _blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), "white").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+BAD_REQUESTS = [
+    # (id, path, form builder, status, code)
+    ("empty upload", "/recognize", lambda: {"image": upload(b"", "empty.jpg")}, 400, "empty_image"),
+    ("non-image bytes", "/recognize", lambda: {"image": upload(b"hello, not a picture", "x.jpg")}, 415, "unsupported_image"),
+    ("truncated jpeg", "/recognize", lambda: {"image": upload(_truncated_jpeg(), "half.jpg")}, 415, "unsupported_image"),
+    ("wrong field name", "/recognize", lambda: {"photo": upload(test_images("obama.jpg"))}, 400, "missing_image"),
+    ("two images to recognize", "/recognize", lambda: {"image": [upload(test_images("obama.jpg"))] * 2}, 400, "too_many_images"),
+    ("tolerance text", "/recognize", lambda: {"image": upload(test_images("obama.jpg")), "tolerance": "high"}, 400, "invalid_tolerance"),
+    ("tolerance negative", "/recognize", lambda: {"image": upload(test_images("obama.jpg")), "tolerance": "-0.1"}, 400, "invalid_tolerance"),
+    ("tolerance nan", "/recognize", lambda: {"image": upload(test_images("obama.jpg")), "tolerance": "nan"}, 400, "invalid_tolerance"),
+    ("tolerance above 1", "/recognize", lambda: {"image": upload(test_images("obama.jpg")), "tolerance": "1.5"}, 400, "invalid_tolerance"),
+    ("missing name", "/enroll", lambda: {"image": upload(test_images("obama.jpg"))}, 400, "missing_name"),
+    ("blank name", "/enroll", lambda: {"name": "  ", "image": upload(test_images("obama.jpg"))}, 400, "invalid_name"),
+    ("long name", "/enroll", lambda: {"name": "x" * 10_000, "image": upload(test_images("obama.jpg"))}, 400, "invalid_name"),
+    ("control character", "/enroll", lambda: {"name": "bad\x00name", "image": upload(test_images("obama.jpg"))}, 400, "invalid_name"),
+    ("enroll without image", "/enroll", lambda: {"name": "obama"}, 400, "missing_image"),
+    ("enroll no face", "/enroll", lambda: {"name": "obama", "image": upload(_blank_png(), "blank.png")}, 422, "no_face"),
+    ("enroll two faces", "/enroll", lambda: {"name": "obama", "image": upload(face_photo("examples/two_people.jpg"))}, 422, "multiple_faces"),
+    ("enroll bad image", "/enroll", lambda: {"name": "obama", "image": upload(b"%PDF-1.4", "x.jpg")}, 415, "unsupported_image"),
+]
+
+
+@pytest.mark.parametrize(("path", "form", "status", "code"), [row[1:] for row in BAD_REQUESTS],
+                         ids=[row[0] for row in BAD_REQUESTS])
+def test_bad_input(client, path: str, form, status: int, code: str) -> None:
+    response = client.post(path, data=form())
+    assert response.status_code == status, response.json
+    assert response.json["error"]["code"] == code
+    assert response.json["error"]["message"]
+    assert client.get("/people").json == {"people": []}  # nothing was stored
+
+
+def test_json_body_instead_of_multipart(client) -> None:
+    response = client.post("/recognize", data=json.dumps({"image": "aGVsbG8="}), content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "missing_image"
+
+
+def test_upload_over_limit(settings: Settings, engine, tmp_path: pathlib.Path) -> None:
+    small = create_app(Settings(store_path=settings.store_path, workers=1, upload_limit_bytes=100_000), engine=engine)
+    response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
+    assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
+
+
+def test_image_over_pixel_limit(settings: Settings, engine) -> None:
+    small = create_app(Settings(store_path=settings.store_path, workers=1, max_image_pixels=500_000), engine=engine)
+    response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
+    assert response.status_code == 413 and response.json["error"]["code"] == "image_too_large"
+
+
+def test_unknown_person_and_routes(client) -> None:
+    response = client.delete("/people/nobody")
+    assert response.status_code == 404 and response.json["error"]["code"] == "unknown_person"
+    assert client.get("/nowhere").json["error"]["code"] == "not_found"
+    wrong_method = client.get("/enroll")
+    assert wrong_method.status_code == 405 and wrong_method.json["error"]["code"] == "method_not_allowed"
+
+
+def test_unexpected_error_hides_details(client, app, monkeypatch) -> None:
+    """A bug gives a generic 500 JSON body, never a traceback (the store is made to fail in an unplanned way)."""
+    def broken() -> None:
+        raise ZeroDivisionError("secret internals")
+
+    monkeypatch.setattr(app.extensions["faceapi"].store, "people", broken)
+    response = client.get("/people")
+    assert response.status_code == 500
+    assert response.json["error"]["code"] == "internal_error"
+    assert "secret" not in json.dumps(response.json) and "Traceback" not in json.dumps(response.json)
+
+
+def test_cors(settings: Settings, engine) -> None:
+    app = create_app(Settings(store_path=settings.store_path, workers=1, cors_origins=("https://app.example",)),
+                     engine=engine)
+    allowed = app.test_client().get("/health", headers={"Origin": "https://app.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    other = app.test_client().get("/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
