@@ -204,6 +204,9 @@ class PickleStore:
             os.unlink(link_name)
         os.link(self.path, link_name)
         os.replace(link_name, self.backup_path)
+        # rename() is a no-op when both names already link the same file (a writer died just here).
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link_name)
 
     def _tmp_prefix(self) -> str:
         return f".{self.path.name}."

@@ -1,0 +1,78 @@
+"""The service under real gunicorn: several workers and threads, as deployed."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import pathlib
+import subprocess
+import sys
+
+from PIL import Image
+
+from tests.conftest import ROOT
+from tests.conftest import face_photo
+from tests.conftest import test_images
+from tests.conftest import upload
+from tests.scenario import enroll
+from tests.scenario import names
+from tests.scenario import run_labelled_scenario
+
+
+def test_config_checks() -> None:
+    gunicorn = pathlib.Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run([str(gunicorn), "--check-config", "--config", "gunicorn.conf.py"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_labelled_scenario_and_cross_worker_visibility(gunicorn_factory) -> None:
+    server = gunicorn_factory(WEB_CONCURRENCY="3", FACEAPI_THREADS="4")
+    client = server.client()
+    run_labelled_scenario(client)
+    # Each request opens a new connection, so the kernel hands them to all three workers.
+    assert enroll(client, "rose", "obama_partial_face.jpg").status_code == 201
+    for _ in range(15):
+        assert {p["name"] for p in client.get("/people").json["people"]} == {"obama", "rose"}
+    assert client.delete("/people/rose").status_code == 200
+    for _ in range(15):
+        assert [p["name"] for p in client.get("/people").json["people"]] == ["obama"]
+
+
+def _twelve_megapixel_jpeg() -> bytes:
+    """obama.jpg scaled up to 4000x3000, the size of a phone photo."""
+    original = Image.open(test_images("obama.jpg")).convert("RGB")
+    canvas = Image.new("RGB", (4000, 3000), "gray")
+    canvas.paste(original.resize((1820, 2274)), (1090, 360))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_concurrent_recognition_is_correct_and_no_worker_dies(gunicorn_factory) -> None:
+    server = gunicorn_factory(WEB_CONCURRENCY="2", FACEAPI_THREADS="4")
+    client = server.client()
+    assert enroll(client, "obama", "obama.jpg").status_code == 201
+    assert enroll(client, "biden", "biden.jpg").status_code == 201
+    workers_before = server.worker_pids()
+    cases = [
+        (face_photo("examples/obama-480p.jpg").read_bytes(), ["obama"]),
+        (face_photo("examples/obama-1080p.jpg").read_bytes(), ["obama"]),
+        (face_photo("examples/two_people.jpg").read_bytes(), ["biden", "obama"]),
+        (test_images("obama3.jpg").read_bytes(), ["obama"]),
+        (test_images("biden.jpg").read_bytes(), ["biden"]),
+        (_twelve_megapixel_jpeg(), ["obama"]),
+        (face_photo("examples/lin-manuel-miranda.png").read_bytes(), [None]),
+    ]
+
+    def ask(index: int) -> tuple[list[str | None], list[str | None]]:
+        data, expected = cases[index % len(cases)]
+        response = server.client().post("/recognize", data={"image": upload(data, "photo.jpg")})
+        return names(response), expected
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(ask, range(48)))
+    assert all(got == expected for got, expected in results), results
+    assert server.worker_pids() == workers_before
+    log = server.log()
+    assert "SIGSEGV" not in log and "Worker exiting" not in log and "WORKER TIMEOUT" not in log

@@ -1,0 +1,122 @@
+"""The pickle store under concurrent writers, crashes and hostile files."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pathlib
+import pickle
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from faceapi.store import StoreError
+from faceapi.store import UnknownPerson
+from faceapi.store.pickle_file import PickleStore
+
+MODEL = "test-model"
+
+
+def _encodings(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, 128)).astype(np.float32)
+
+
+def _enroll_many(path: str, writer: int, count: int) -> None:
+    store = PickleStore(path, MODEL)
+    for index in range(count):
+        store.add_faces(f"writer{writer}", _encodings(1, writer * 1000 + index))
+        store.add_faces("shared", _encodings(1, writer * 1000 + index + 500))
+
+
+def test_round_trip_and_contract(tmp_path: pathlib.Path) -> None:
+    store = PickleStore(tmp_path / "faces.pkl", MODEL)
+    assert store.people() == [] and len(store.gallery()) == 0
+    added = store.add_faces("ada", _encodings(2, 1))
+    assert added.face_count == 2 and len(set(added.face_ids)) == 2
+    assert store.add_faces("ada", _encodings(1, 2)).face_count == 3
+    reopened = PickleStore(tmp_path / "faces.pkl", MODEL)
+    gallery = reopened.gallery()
+    assert gallery.names == ("ada",) * 3
+    np.testing.assert_array_equal(gallery.encodings, np.vstack([_encodings(2, 1), _encodings(1, 2)]))
+    assert reopened.remove_person("ada") == 3
+    with pytest.raises(UnknownPerson):
+        reopened.remove_person("ada")
+    assert store.people() == []  # the first instance sees the other's write
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "faces.pkl")
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_enroll_many, args=(path, writer, 15)) for writer in range(4)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    people = {person.name: person.face_count for person in PickleStore(path, MODEL).people()}
+    assert people == {"shared": 60, **{f"writer{w}": 15 for w in range(4)}}
+    assert len(PickleStore(path, MODEL).gallery()) == 120
+
+
+def _write_forever(path: str) -> None:
+    store = PickleStore(path, MODEL)
+    batch = _encodings(500, 7)
+    while True:
+        store.add_faces("bulk", batch)
+
+
+def test_sigkill_during_writes_leaves_a_loadable_store(tmp_path: pathlib.Path) -> None:
+    """Kill a writer at random moments of its writes (a growing, multi-megabyte file) many times."""
+    path = tmp_path / "faces.pkl"
+    context = multiprocessing.get_context("fork")
+    rng = np.random.default_rng(3)
+    last_count = 0
+    for _ in range(12):
+        writer = context.Process(target=_write_forever, args=(str(path),))
+        writer.start()
+        time.sleep(0.2 + rng.uniform(0, 0.3))
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join()
+        count = sum(person.face_count for person in PickleStore(path, MODEL).people())
+        assert count % 500 == 0 and count >= last_count
+        last_count = count
+    assert last_count > 0
+    PickleStore(path, MODEL).add_faces("after", _encodings(1, 9))  # a writer after the crash cleans up
+    assert not list(tmp_path.glob(".faces.pkl.*.tmp"))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_pickle_with_code_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "faces.pkl"
+    path.write_bytes(pickle.dumps({"format": 1, "model": MODEL, "people": {"x": _RunsCode()}}))
+    store = PickleStore(path, MODEL)
+    with pytest.raises(StoreError, match="only plain data"):
+        store.people()
+    with pytest.raises(StoreError):
+        store.add_faces("eve", _encodings(1, 1))  # never overwrites what it cannot read
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "faces.pkl"
+    PickleStore(path, "other-model").add_faces("ada", _encodings(1, 1))
+    with pytest.raises(StoreError, match="other-model"):
+        PickleStore(path, MODEL).gallery()
+    path.write_bytes(pickle.dumps(["not", "a", "store"]))
+    with pytest.raises(StoreError, match="format"):
+        PickleStore(path, MODEL).gallery()
+
+
+def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
+    store = PickleStore(tmp_path / "faces.pkl", MODEL)
+    store.add_faces("ada", _encodings(1, 1))
+    store.add_faces("bob", _encodings(1, 2))
+    backup = PickleStore(tmp_path / "faces.pkl.bak", MODEL)
+    assert [person.name for person in backup.people()] == ["ada"]
