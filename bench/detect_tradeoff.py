@@ -44,7 +44,7 @@ def main() -> None:
         for upsample in (0, 1):
             engine = FaceEngine.load(DetectOptions(max_side_px=side, upsample=upsample))
             cells = []
-            for label, pixels in images.items():
+            for _label, pixels in images.items():
                 times = []
                 for _ in range(args.repeats):
                     start = time.perf_counter()

@@ -70,7 +70,8 @@ def main() -> None:
         with GunicornServer(pathlib.Path(scratch) / "gunicorn.log", env) as server:
             print(f"boot to ready: {time.perf_counter() - started:.2f} s", flush=True)
             client = server.client()
-            enrolled = client.post("/enroll", data={"name": "obama", "image": upload(FACES / "tests/test_images/obama.jpg")})
+            reference = upload(FACES / "tests/test_images/obama.jpg")
+            enrolled = client.post("/enroll", data={"name": "obama", "image": reference})
             assert enrolled.status_code == 201, enrolled.json
             time.sleep(0.5)
             print(f"PSS master + {args.workers} workers after boot: {total_pss_mb(server):.0f} MB", flush=True)

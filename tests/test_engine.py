@@ -17,7 +17,6 @@ from faceapi.engine import MultipleFaces
 from faceapi.engine import NoFaceFound
 from faceapi.imaging import decode_image
 from faceapi.matching import face_distance
-from tests.conftest import FACES
 from tests.conftest import face_photo
 from tests.conftest import test_images
 from tests.oracle import face_recognition
@@ -51,7 +50,7 @@ def test_exact_mode_equals_oracle(exact_engine: FaceEngine, relative: str) -> No
     faces = exact_engine.find_faces(image)
     assert [dataclasses.astuple(face.box) for face in faces] == expected_boxes
     assert [tuple(box) for box in MEASURED[relative]["face_locations_hog_upsample1"]] == expected_boxes
-    for face, expected in zip(faces, expected_encodings):
+    for face, expected in zip(faces, expected_encodings, strict=False):
         np.testing.assert_allclose(face.encoding, expected, atol=1e-6)
 
 

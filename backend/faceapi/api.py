@@ -17,8 +17,8 @@ from flask import current_app
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from faceapi.engine import Box
 from faceapi.engine import ENCODING_SIZE
+from faceapi.engine import Box
 from faceapi.errors import InvalidRequest
 from faceapi.imaging import DecodedImage
 from faceapi.imaging import decode_image
@@ -71,7 +71,10 @@ def enroll() -> tuple[dict[str, Any], int]:
     enrollment = services.store.add_faces(name, _stack(face.encoding for face, _ in faces))
     return {
         "name": enrollment.name,
-        "faces": [{"id": face_id, "box": dataclasses.asdict(box)} for face_id, (_, box) in zip(enrollment.face_ids, faces)],
+        "faces": [
+            {"id": face_id, "box": dataclasses.asdict(box)}
+            for face_id, (_, box) in zip(enrollment.face_ids, faces, strict=True)
+        ],
         "face_count": enrollment.face_count,
     }, 201
 
@@ -93,7 +96,7 @@ def recognize() -> dict[str, Any]:
                 "matched": match.matched,
                 "distance": None if match.distance is None else round(match.distance, 6),
             }
-            for face, match in zip(faces, matches)
+            for face, match in zip(faces, matches, strict=False)
         ]
     }
 

@@ -96,10 +96,13 @@ class DetectOptions:
     upsample: int = 1
 
 
+DEFAULT_DETECT = DetectOptions()
+
+
 class FaceEngine:
     """Detects and encodes faces in RGB uint8 arrays; safe to call from many threads."""
 
-    def __init__(self, paths: ModelPaths, detect: DetectOptions = DetectOptions()) -> None:
+    def __init__(self, paths: ModelPaths, detect: DetectOptions = DEFAULT_DETECT) -> None:
         """Load the shape predictor and encoder from ``paths`` (about 100 ms, 32 MB)."""
         self._predictor = dlib.shape_predictor(str(paths.shape_predictor))
         self._encoder = dlib.face_recognition_model_v1(str(paths.encoder))
@@ -109,7 +112,7 @@ class FaceEngine:
         self.model_id = _model_id(paths)
 
     @classmethod
-    def load(cls, detect: DetectOptions = DetectOptions()) -> FaceEngine:
+    def load(cls, detect: DetectOptions = DEFAULT_DETECT) -> FaceEngine:
         """An engine on the models of the installed ``face_recognition_models`` package."""
         return cls(ModelPaths.from_package(), detect)
 
@@ -147,7 +150,7 @@ class FaceEngine:
         boxes = self.face_locations(image)
         encodings = self.face_encodings(image, boxes)
         height, width = image.shape[:2]
-        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings)]
+        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings, strict=False)]
 
     def find_single_face(self, image: np.ndarray) -> Face:
         """The one face in ``image``, for enrollment.
