@@ -13,10 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 from werkzeug.datastructures import FileStorage
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import encode_multipart
@@ -58,9 +61,40 @@ def engine() -> FaceEngine:
     return FaceEngine.load()
 
 
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The PostgreSQL server scripts/test provides. Missing, the run fails: a skipped backend is an untested one."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.fail("TEST_DATABASE_URL is not set: run the tests with ./scripts/test, which starts PostgreSQL")
+    return url
+
+
 @pytest.fixture
-def settings(tmp_path: pathlib.Path) -> Settings:
-    return Settings(store_path=str(tmp_path / "store" / "faces.pkl"), workers=1)
+def pg_url(database_url: str) -> Iterator[str]:
+    """A URL whose connections see only a fresh schema of this test's own."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    separator = "&" if "?" in database_url else "?"
+    yield f"{database_url}{separator}options=-csearch_path%3D{schema}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["pickle", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
+    """Each store backend in turn: a pickle file path, or a PostgreSQL URL."""
+    if request.param == "pickle":
+        return str(tmp_path / "store" / "faces.pkl")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def settings(store_location: str) -> Settings:
+    if store_location.startswith("postgresql://"):
+        return Settings(database_url=store_location, workers=1)
+    return Settings(store_path=store_location, workers=1)
 
 
 @pytest.fixture

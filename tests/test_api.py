@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
-import pathlib
 
 import pytest
 from PIL import Image
@@ -119,14 +119,14 @@ def test_json_body_instead_of_multipart(client) -> None:
     assert response.status_code == 400 and response.json["error"]["code"] == "missing_image"
 
 
-def test_upload_over_limit(settings: Settings, engine, tmp_path: pathlib.Path) -> None:
-    small = create_app(Settings(store_path=settings.store_path, workers=1, upload_limit_bytes=100_000), engine=engine)
+def test_upload_over_limit(settings: Settings, engine) -> None:
+    small = create_app(dataclasses.replace(settings, upload_limit_bytes=100_000), engine=engine)
     response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
     assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
 
 
 def test_image_over_pixel_limit(settings: Settings, engine) -> None:
-    small = create_app(Settings(store_path=settings.store_path, workers=1, max_image_pixels=500_000), engine=engine)
+    small = create_app(dataclasses.replace(settings, max_image_pixels=500_000), engine=engine)
     response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
     assert response.status_code == 413 and response.json["error"]["code"] == "image_too_large"
 
@@ -152,8 +152,7 @@ def test_unexpected_error_hides_details(client, app, monkeypatch) -> None:
 
 
 def test_cors(settings: Settings, engine) -> None:
-    app = create_app(Settings(store_path=settings.store_path, workers=1, cors_origins=("https://app.example",)),
-                     engine=engine)
+    app = create_app(dataclasses.replace(settings, cors_origins=("https://app.example",)), engine=engine)
     allowed = app.test_client().get("/health", headers={"Origin": "https://app.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
     other = app.test_client().get("/health", headers={"Origin": "https://evil.example"})

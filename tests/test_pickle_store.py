@@ -96,11 +96,8 @@ def test_pickle_with_code_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "faces.pkl"
     path.write_bytes(pickle.dumps({"format": 1, "model": MODEL, "people": {"x": _RunsCode()}}))
-    store = PickleStore(path, MODEL)
     with pytest.raises(StoreError, match="only plain data"):
-        store.people()
-    with pytest.raises(StoreError):
-        store.add_faces("eve", _encodings(1, 1))  # never overwrites what it cannot read
+        PickleStore(path, MODEL)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -108,10 +105,14 @@ def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "faces.pkl"
     PickleStore(path, "other-model").add_faces("ada", _encodings(1, 1))
     with pytest.raises(StoreError, match="other-model"):
-        PickleStore(path, MODEL).gallery()
-    path.write_bytes(pickle.dumps(["not", "a", "store"]))
+        PickleStore(path, MODEL)
+    store = PickleStore(tmp_path / "good.pkl", MODEL)
+    (tmp_path / "good.pkl").write_bytes(pickle.dumps(["not", "a", "store"]))  # replaced behind its back
     with pytest.raises(StoreError, match="format"):
-        PickleStore(path, MODEL).gallery()
+        store.gallery()
+    with pytest.raises(StoreError):
+        store.add_faces("eve", _encodings(1, 1))  # never overwrites what it cannot read
+    assert pickle.loads((tmp_path / "good.pkl").read_bytes()) == ["not", "a", "store"]
 
 
 def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:

@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     :param settings: the configuration; read from the environment when None.
     :param engine: an already loaded engine to share (tests); loaded from the settings when None.
     :raises ConfigError: the environment holds an invalid setting.
-    :raises StoreError: the store exists but cannot be read.
+    :raises StoreError: the store cannot be read (a corrupt file, an unreachable database).
     """
     settings = Settings.from_env() if settings is None else settings
     _configure_logging(settings.log_level)
@@ -28,7 +28,6 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.upload_limit_bytes, JSON_SORT_KEYS=False)
     app.json.sort_keys = False
     services = Services.build(settings, engine)
-    services.store.check()
     app.extensions["faceapi"] = services
     CORS(app, origins=list(settings.cors_origins))
     errors.init_app(app)

@@ -50,6 +50,12 @@ def _detect_side(value: int) -> str | None:
     return None if value == 0 else _min_side(value)
 
 
+def _database_url(value: str) -> str | None:
+    if value == "" or value.startswith(("postgres://", "postgresql://")):
+        return None
+    return "must start with postgresql:// (or be unset for the pickle store)"
+
+
 def _any(_value: Any) -> str | None:
     return None
 
@@ -97,6 +103,8 @@ _SPECS: dict[str, _Spec] = {
                      "Threads per worker. Detection runs in parallel across threads; encoding is serialised per worker."),
     "store_path": _Spec("FACEAPI_STORE_PATH", str, lambda v: None if v else "must not be empty",
                         "File of the pickle store (its directory is created; a `.bak` and a `.lock` sit beside it)."),
+    "database_url": _Spec("DATABASE_URL", str, _database_url,
+                          "PostgreSQL URL (`postgresql://...`); when set, the store is PostgreSQL instead of the pickle file."),
     "tolerance": _Spec("FACEAPI_TOLERANCE", float, _tolerance,
                        "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`."),
     "upload_limit_bytes": _Spec("FACEAPI_UPLOAD_LIMIT_BYTES", int, _positive,
@@ -124,6 +132,7 @@ class Settings:
     workers: int = dataclasses.field(default_factory=default_workers)
     threads: int = 4
     store_path: str = "data/faces.pkl"
+    database_url: str = ""
     tolerance: float = 0.6
     upload_limit_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -132,6 +141,11 @@ class Settings:
     encode_side_px: int = 1600
     cors_origins: tuple[str, ...] = ("*",)
     log_level: str = "info"
+
+    @property
+    def store_location(self) -> str:
+        """Where enrollments live: the database when configured, else the pickle file."""
+        return self.database_url or self.store_path
 
     def __post_init__(self) -> None:
         problems = []
@@ -172,6 +186,8 @@ def describe_settings() -> list[tuple[str, str, str]]:
         default = getattr(defaults, name)
         if name == "workers":
             default = "cores, memory / 128 MiB"
+        elif name == "database_url":
+            default = "unset"
         elif isinstance(default, tuple):
             default = ",".join(default)
         rows.append((spec.env, str(default), spec.doc))

@@ -109,7 +109,7 @@ class FaceEngine:
         self._model_lock = threading.Lock()
         self._local = threading.local()
         self.detect_options = detect
-        self.model_id = _model_id(paths)
+        self.model_id = model_id(paths)
 
     @classmethod
     def load(cls, detect: DetectOptions = DEFAULT_DETECT) -> FaceEngine:
@@ -173,7 +173,7 @@ class FaceEngine:
         return detector
 
 
-def _model_id(paths: ModelPaths) -> str:
+def model_id(paths: ModelPaths) -> str:
     """Names the models that make encodings, so that encodings of other models are never mixed in."""
     digest = hashlib.sha256()
     for path in (paths.shape_predictor, paths.encoder):

@@ -44,7 +44,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     NoFaceFound: (422, "no_face"),
     MultipleFaces: (422, "multiple_faces"),
     UnknownPerson: (404, "unknown_person"),
-    StoreError: (503, "store_unavailable"),
+    StoreError: (503, "store_unavailable"),  # includes StoreUnavailable: the database is down
 }
 
 # Codes for HTTP errors whose Werkzeug name reads badly as a code.

@@ -24,4 +24,4 @@ class Services:
         """Load the models (unless an engine is given) and open the store that ``settings`` name."""
         if engine is None:
             engine = FaceEngine.load(DetectOptions(settings.detect_side_px or None, settings.detect_upsample))
-        return cls(settings, engine, open_store(settings.store_path, engine.model_id))
+        return cls(settings, engine, open_store(settings.store_location, engine.model_id, pool_size=settings.threads))

@@ -9,6 +9,7 @@ worse than one that fails loudly.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +19,10 @@ from faceapi.matching import Gallery
 
 class StoreError(RuntimeError):
     """The store cannot be read or written (I/O failure, corrupt or foreign file)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store is out of reach for now (database down); retrying later may succeed."""
 
 
 class UnknownPerson(KeyError):
@@ -39,6 +44,20 @@ class Enrollment:
     name: str
     face_ids: tuple[str, ...]
     face_count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceRecord:
+    """One enrolled face as it moves between stores: its id, its person, its ``(128,)`` encoding."""
+
+    face_id: str
+    name: str
+    encoding: np.ndarray
+
+
+def new_face_id() -> str:
+    """A new face's id: 32 random hex digits, unique across stores so that copies never collide."""
+    return uuid.uuid4().hex
 
 
 class Store(Protocol):
@@ -65,6 +84,12 @@ class Store(Protocol):
         Cheap when nothing changed: implementations cache and check a change marker.
         """
 
+    def faces(self) -> list[FaceRecord]:
+        """Every enrolled face, for export, ordered by person."""
+
+    def import_faces(self, records: list[FaceRecord]) -> int:
+        """Add ``records`` in one step, skipping face ids already present; return how many were new."""
+
     def check(self) -> None:
         """Raise `StoreError` unless the store is readable now (for readiness probes)."""
 
@@ -72,12 +97,17 @@ class Store(Protocol):
         """Release files, connections and threads."""
 
 
-def open_store(path: str, model_id: str) -> Store:
-    """The store configured for this service: the pickle file at ``path``.
+def open_store(location: str, model_id: str, *, pool_size: int = 4) -> Store:
+    """The store at ``location``: a ``postgresql://`` URL, or the path of a pickle file.
 
-    :param model_id: identity of the models that make the encodings; a store
-        written by other models is refused rather than mixed in.
+    :param model_id: identity of the models that make the encodings; encodings of
+        other models are refused (pickle) or left out (PostgreSQL), never mixed in.
+    :param pool_size: database connections per process (one per request thread).
     """
+    if location.startswith(("postgres://", "postgresql://")):
+        from faceapi.store.postgres import PostgresStore
+
+        return PostgresStore(location, model_id, pool_size)
     from faceapi.store.pickle_file import PickleStore
 
-    return PickleStore(path, model_id)
+    return PickleStore(location, model_id)

@@ -23,7 +23,6 @@ import pathlib
 import pickle
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -33,9 +32,11 @@ import numpy as np
 
 from faceapi.matching import Gallery
 from faceapi.store import Enrollment
+from faceapi.store import FaceRecord
 from faceapi.store import PersonSummary
 from faceapi.store import StoreError
 from faceapi.store import UnknownPerson
+from faceapi.store import new_face_id
 
 FORMAT_VERSION = 1
 _DTYPE = np.dtype("<f4")
@@ -58,7 +59,10 @@ class PickleStore:
     """The `faceapi.store.Store` on a local pickle file."""
 
     def __init__(self, path: str | os.PathLike[str], model_id: str) -> None:
-        """Open (not yet read) the store at ``path``; its directory is created if missing."""
+        """Open and read the store at ``path``; its directory is created if missing.
+
+        :raises StoreError: the file cannot be read, or is not a store of these models.
+        """
         self.path = pathlib.Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".bak")
         self._lock_path = self.path.with_name(self.path.name + ".lock")
@@ -69,10 +73,11 @@ class PickleStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
+        self._current()
 
     def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
         matrix = np.asarray(encodings, dtype=_DTYPE).reshape(-1, _WIDTH)
-        face_ids = tuple(uuid.uuid4().hex for _ in range(len(matrix)))
+        face_ids = tuple(new_face_id() for _ in range(len(matrix)))
 
         def add(data: _Data) -> Enrollment:
             person = data["people"].setdefault(name, {"ids": [], "encodings": b""})
@@ -97,6 +102,30 @@ class PickleStore:
 
     def gallery(self) -> Gallery:
         return self._current()[2]
+
+    def faces(self) -> list[FaceRecord]:
+        data = self._current()[1]
+        return [
+            FaceRecord(face_id, name, encoding)
+            for name, person in sorted(data["people"].items())
+            for face_id, encoding in zip(person["ids"], _matrix(person["encodings"]), strict=True)
+        ]
+
+    def import_faces(self, records: list[FaceRecord]) -> int:
+        def add_new(data: _Data) -> int:
+            known = {face_id for person in data["people"].values() for face_id in person["ids"]}
+            added = 0
+            for record in records:
+                if record.face_id in known:
+                    continue
+                person = data["people"].setdefault(record.name, {"ids": [], "encodings": b""})
+                person["ids"].append(record.face_id)
+                person["encodings"] += np.asarray(record.encoding, dtype=_DTYPE).tobytes()
+                known.add(record.face_id)
+                added += 1
+            return added
+
+        return self._update(add_new)
 
     def check(self) -> None:
         self._current()
@@ -233,8 +262,11 @@ def _gallery_of(data: _Data) -> Gallery:
     if not people:
         return Gallery.empty()
     names = [name for name, person in people.items() for _ in person["ids"]]
-    matrix = np.frombuffer(b"".join(p["encodings"] for p in people.values()), dtype=_DTYPE)
-    return Gallery.build(names, matrix.reshape(-1, _WIDTH))
+    return Gallery.build(names, _matrix(b"".join(p["encodings"] for p in people.values())))
+
+
+def _matrix(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=_DTYPE).reshape(-1, _WIDTH)
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:

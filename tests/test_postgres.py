@@ -1,0 +1,89 @@
+"""The PostgreSQL store as deployed: several gunicorn instances on one database, and database outages."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+import urllib.parse
+
+import psycopg
+
+from tests.conftest import test_images
+from tests.conftest import upload
+from tests.scenario import enroll
+from tests.scenario import names
+from tests.scenario import recognize
+from tests.scenario import run_labelled_scenario
+from tests.tcp_proxy import TcpProxy
+
+
+def test_two_instances_share_one_database(gunicorn_factory, pg_url: str) -> None:
+    first = gunicorn_factory("first", DATABASE_URL=pg_url, WEB_CONCURRENCY="2").client()
+    second = gunicorn_factory("second", DATABASE_URL=pg_url, WEB_CONCURRENCY="2").client()
+    run_labelled_scenario(first)
+    assert enroll(first, "biden", "biden.jpg").status_code == 201
+    assert names(recognize(second, "examples/two_people.jpg")) == ["biden", "obama"]  # the very next request
+    assert second.delete("/people/biden").status_code == 200
+    assert names(recognize(first, "examples/two_people.jpg")) == [None, "obama"]
+
+    photos = ["obama.jpg", "obama2.jpg", "obama3.jpg", "32bit.png"]
+
+    def add(index: int) -> int:
+        client = (first, second)[index % 2]
+        return enroll(client, f"person{index % 3}", photos[index % 4]).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert set(pool.map(add, range(12))) == {201}
+    people = {p["name"]: p["face_count"] for p in second.get("/people").json["people"]}
+    assert people == {"obama": 1, "person0": 4, "person1": 4, "person2": 4}
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM faces").fetchone() == (13, 13)
+
+
+def _proxied(pg_url: str, port: int) -> str:
+    parts = urllib.parse.urlsplit(pg_url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
+
+
+def test_database_outage_gives_503_then_recovers(gunicorn_factory, pg_url: str) -> None:
+    parts = urllib.parse.urlsplit(pg_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    proxy.start()
+    try:
+        server = gunicorn_factory(DATABASE_URL=_proxied(pg_url, proxy.port), WEB_CONCURRENCY="2")
+        client = server.client()
+        assert enroll(client, "obama", "obama.jpg").status_code == 201
+        workers = server.worker_pids()
+
+        proxy.cut()  # the database is now unreachable
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json["error"]["code"] == "store_unavailable"
+        down = client.post("/recognize", data={"image": upload(test_images("obama2.jpg"))})
+        assert down.status_code == 503 and down.json["error"]["code"] == "store_unavailable"
+        assert client.get("/people").status_code == 503
+
+        proxy.start()  # back, on the same port
+        deadline = time.monotonic() + 30
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the service did not recover"
+            time.sleep(0.2)
+        for _ in range(6):
+            assert names(recognize(client, "tests/test_images/obama2.jpg")) == ["obama"]
+        assert server.worker_pids() == workers  # recovered without restarting anything
+    finally:
+        proxy.cut()
+
+
+def test_killed_connections_are_replaced(gunicorn_factory, pg_url: str, database_url: str) -> None:
+    client = gunicorn_factory(DATABASE_URL=pg_url, WEB_CONCURRENCY="2").client()
+    assert enroll(client, "obama", "obama.jpg").status_code == 201
+    for _ in range(3):
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'faceapi' AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        statuses = [client.get("/people").status_code for _ in range(4)]
+        assert killed >= 1 and set(statuses) <= {200, 503} and statuses[-1] == 200, (killed, statuses)
+    assert names(recognize(client, "tests/test_images/obama2.jpg")) == ["obama"]

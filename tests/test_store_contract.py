@@ -1,0 +1,79 @@
+"""The Store contract, run against every backend (the `store_location` fixture)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from faceapi.store import FaceRecord
+from faceapi.store import UnknownPerson
+from faceapi.store import open_store
+from faceapi.transfer import main as transfer_main
+
+MODEL = "test-model"
+
+
+def _encodings(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(count, 128)).astype(np.float32)
+
+
+def test_contract(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    assert store.people() == [] and len(store.gallery()) == 0
+    added = store.add_faces("ada", _encodings(2, 1))
+    assert added.name == "ada" and added.face_count == 2 and len(set(added.face_ids)) == 2
+    assert store.add_faces("ada", _encodings(1, 2)).face_count == 3
+    store.add_faces("bob", _encodings(1, 3))
+    other = open_store(store_location, MODEL)  # another process's view
+    assert [(p.name, p.face_count) for p in other.people()] == [("ada", 3), ("bob", 1)]
+    gallery = other.gallery()
+    assert sorted(gallery.names) == ["ada", "ada", "ada", "bob"]
+    row = gallery.names.index("bob")
+    np.testing.assert_array_equal(gallery.encodings[row], _encodings(1, 3)[0])
+    assert store.remove_person("ada") == 3
+    assert [p.name for p in other.people()] == ["bob"] and other.gallery().names == ("bob",)
+    with pytest.raises(UnknownPerson):
+        other.remove_person("ada")
+    store.close()
+    other.close()
+
+
+def test_concurrent_adds_from_two_handles(store_location: str) -> None:
+    stores = [open_store(store_location, MODEL) for _ in range(2)]
+
+    def add(index: int) -> None:
+        stores[index % 2].add_faces(f"p{index % 5}", _encodings(1, index))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, range(40)))
+    assert [(p.name, p.face_count) for p in stores[0].people()] == [(f"p{i}", 8) for i in range(5)]
+    assert len(stores[1].gallery()) == 40
+
+
+def test_import_skips_known_ids(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    records = [FaceRecord(f"id{i}", "ada", _encodings(1, i)[0]) for i in range(3)]
+    assert store.import_faces(records) == 3
+    assert store.import_faces(records) == 0
+    assert [r.face_id for r in store.faces()] == ["id0", "id1", "id2"]
+
+
+def test_pickle_postgres_pickle_round_trip(tmp_path, pg_url: str, capsys) -> None:
+    from faceapi.engine import ModelPaths
+    from faceapi.engine import model_id
+
+    models = model_id(ModelPaths.from_package())
+    source = str(tmp_path / "source.pkl")
+    original = open_store(source, models)
+    original.add_faces("ada", _encodings(3, 1))
+    original.add_faces("bob", _encodings(2, 2))
+    assert transfer_main([source, pg_url]) == 0
+    assert transfer_main([source, pg_url]) == 0  # twice: nothing duplicated
+    assert "added 0 new" in capsys.readouterr().out
+    back = str(tmp_path / "back.pkl")
+    assert transfer_main([pg_url, back]) == 0
+    before = {r.face_id: (r.name, r.encoding.tobytes()) for r in original.faces()}
+    after = {r.face_id: (r.name, r.encoding.tobytes()) for r in open_store(back, models).faces()}
+    assert after == before and len(after) == 5
