@@ -17,11 +17,11 @@ from flask import current_app
 from flask import request
 from werkzeug.datastructures import FileStorage
 
-from faceapi.engine import ENCODING_SIZE
 from faceapi.engine import Box
 from faceapi.errors import InvalidRequest
 from faceapi.imaging import DecodedImage
 from faceapi.imaging import decode_image
+from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import match_faces
 from faceapi.services import Services
 from faceapi.store import StoreError
@@ -164,4 +164,4 @@ def _to_upload_frame(box: Box, image: DecodedImage) -> Box:
 
 
 def _stack(encodings: Iterable[np.ndarray]) -> np.ndarray:
-    return np.array(list(encodings), dtype=np.float64).reshape(-1, ENCODING_SIZE)
+    return np.array(list(encodings), dtype=np.float64).reshape(-1, ENCODING_WIDTH)

@@ -26,7 +26,8 @@ import dlib
 import numpy as np
 from PIL import Image
 
-ENCODING_SIZE = 128
+from faceapi.matching import ENCODING_WIDTH
+
 _PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 _ENCODER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -137,7 +138,7 @@ class FaceEngine:
     def face_encodings(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""
         if not boxes:
-            return np.empty((0, ENCODING_SIZE))
+            return np.empty((0, ENCODING_WIDTH))
         shapes = dlib.full_object_detections()
         with self._model_lock:
             for box in boxes:

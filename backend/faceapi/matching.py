@@ -14,6 +14,8 @@ import numpy as np
 
 DEFAULT_TOLERANCE = 0.6
 ENCODING_WIDTH = 128
+# How stores keep encodings: dlib computes in float32, so little-endian float32 loses nothing.
+STORED_DTYPE = np.dtype("<f4")
 
 
 @dataclasses.dataclass(frozen=True)

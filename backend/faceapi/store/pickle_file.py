@@ -30,6 +30,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from faceapi.matching import ENCODING_WIDTH
+from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
@@ -39,8 +41,6 @@ from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
 
 FORMAT_VERSION = 1
-_DTYPE = np.dtype("<f4")
-_WIDTH = 128
 _T = TypeVar("_T")
 
 # {"format": 1, "model": str, "people": {name: {"ids": [str, ...], "encodings": bytes}}}
@@ -76,7 +76,7 @@ class PickleStore:
         self._current()
 
     def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
-        matrix = np.asarray(encodings, dtype=_DTYPE).reshape(-1, _WIDTH)
+        matrix = np.asarray(encodings, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
         face_ids = tuple(new_face_id() for _ in range(len(matrix)))
 
         def add(data: _Data) -> Enrollment:
@@ -120,7 +120,7 @@ class PickleStore:
                     continue
                 person = data["people"].setdefault(record.name, {"ids": [], "encodings": b""})
                 person["ids"].append(record.face_id)
-                person["encodings"] += np.asarray(record.encoding, dtype=_DTYPE).tobytes()
+                person["encodings"] += np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes()
                 known.add(record.face_id)
                 added += 1
             return added
@@ -253,7 +253,7 @@ def _valid_person(name: Any, person: Any) -> bool:
         and isinstance(person, dict)
         and isinstance(person.get("ids"), list)
         and isinstance(person.get("encodings"), bytes)
-        and len(person["encodings"]) == len(person["ids"]) * _WIDTH * _DTYPE.itemsize
+        and len(person["encodings"]) == len(person["ids"]) * ENCODING_WIDTH * STORED_DTYPE.itemsize
     )
 
 
@@ -266,7 +266,7 @@ def _gallery_of(data: _Data) -> Gallery:
 
 
 def _matrix(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=_DTYPE).reshape(-1, _WIDTH)
+    return np.frombuffer(blob, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:

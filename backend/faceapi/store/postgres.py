@@ -25,6 +25,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from psycopg_pool import PoolTimeout
 
+from faceapi.matching import ENCODING_WIDTH
+from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
@@ -34,8 +36,6 @@ from faceapi.store import StoreUnavailable
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
 
-_DTYPE = np.dtype("<f4")
-_WIDTH = 128
 # Seconds a request waits for a connection before answering 503.
 _CONNECT_TIMEOUT_S = 5
 
@@ -85,7 +85,7 @@ class PostgresStore:
             migrate(conn)
 
     def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
-        matrix = np.asarray(encodings, dtype=_DTYPE).reshape(-1, _WIDTH)
+        matrix = np.asarray(encodings, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
         face_ids = tuple(new_face_id() for _ in range(len(matrix)))
         with self._transaction() as cur:
             person_id = _person_id(cur, name)
@@ -139,17 +139,19 @@ class PostgresStore:
                 "WHERE f.model = %s ORDER BY p.name, f.created_at, f.id",
                 (self._model_id,),
             ).fetchall()
-        return [FaceRecord(face_id, name, np.frombuffer(blob, dtype=_DTYPE).copy()) for face_id, name, blob in rows]
+        return [FaceRecord(face_id, name, np.frombuffer(blob, dtype=STORED_DTYPE).copy())
+                for face_id, name, blob in rows]
 
     def import_faces(self, records: list[FaceRecord]) -> int:
         added = 0
         with self._transaction() as cur:
             for record in records:
                 person_id = _person_id(cur, record.name)
+                encoding = np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes()
                 cur.execute(
                     "INSERT INTO faces (id, person_id, model, encoding) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT (id) DO NOTHING",
-                    (record.face_id, person_id, self._model_id, np.asarray(record.encoding, dtype=_DTYPE).tobytes()),
+                    (record.face_id, person_id, self._model_id, encoding),
                 )
                 added += cur.rowcount
             _bump_version(cur)
@@ -236,5 +238,5 @@ def _bump_version(cur: psycopg.Cursor) -> None:
 def _gallery_of(rows: list[tuple[str, bytes]]) -> Gallery:
     if not rows:
         return Gallery.empty()
-    matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=_DTYPE).reshape(-1, _WIDTH)
+    matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
     return Gallery.build([name for name, _ in rows], matrix)
