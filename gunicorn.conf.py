@@ -12,8 +12,12 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend"))
 
 from faceapi.config import Settings  # noqa: E402
+from faceapi.memory import tune_malloc  # noqa: E402
 
 _settings = Settings.from_env()
+# Before the app loads and before fork: 2 malloc arenas and a fixed 1 MiB mmap threshold,
+# so image buffers go back to the system after each request (docs/BENCHMARKS.md, memory).
+tune_malloc()
 
 # The app: the factory call, loaded by the master (see preload_app).
 pythonpath = "backend"
@@ -42,8 +46,9 @@ max_requests_jitter = 100
 # The heartbeat file on tmpfs: a disk-backed /tmp can block os.fchmod and get healthy workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
-# Logging: both logs to stderr, which App Platform and systemd collect.
-accesslog = "-"
+# Logging to stderr, which App Platform and systemd collect. No gunicorn access log: the app
+# logs one line per request itself, with its request id (faceapi.requestlog).
+accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 

@@ -24,9 +24,9 @@ from PIL import Image
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
 
-from tests.conftest import FACES  # noqa: E402
-from tests.conftest import GunicornServer  # noqa: E402
-from tests.conftest import upload  # noqa: E402
+from tests.servers import FACES  # noqa: E402
+from tests.servers import GunicornServer  # noqa: E402
+from tests.servers import upload  # noqa: E402
 
 
 def phone_photo(width: int, height: int) -> bytes:

@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.conftest import face_photo
 from tests.conftest import test_images
-from tests.conftest import upload
+from tests.servers import upload
 
 
 def enroll(client: Any, name: str, *photos: str) -> Any:

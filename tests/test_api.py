@@ -14,10 +14,10 @@ from faceapi.config import Settings
 from tests.conftest import TestClient
 from tests.conftest import face_photo
 from tests.conftest import test_images
-from tests.conftest import upload
 from tests.scenario import enroll
 from tests.scenario import recognize
 from tests.scenario import run_labelled_scenario
+from tests.servers import upload
 
 
 def test_labelled_scenario(client) -> None:

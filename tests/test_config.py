@@ -10,7 +10,7 @@ import pytest
 from faceapi.config import ConfigError
 from faceapi.config import Settings
 from faceapi.config import describe_settings
-from tests.conftest import ROOT
+from tests.servers import ROOT
 
 
 def test_defaults_and_overrides() -> None:

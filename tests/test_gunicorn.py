@@ -10,13 +10,13 @@ import sys
 
 from PIL import Image
 
-from tests.conftest import ROOT
 from tests.conftest import face_photo
 from tests.conftest import test_images
-from tests.conftest import upload
 from tests.scenario import enroll
 from tests.scenario import names
 from tests.scenario import run_labelled_scenario
+from tests.servers import ROOT
+from tests.servers import upload
 
 
 def test_config_checks() -> None:

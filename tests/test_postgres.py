@@ -9,11 +9,11 @@ import urllib.parse
 import psycopg
 
 from tests.conftest import test_images
-from tests.conftest import upload
 from tests.scenario import enroll
 from tests.scenario import names
 from tests.scenario import recognize
 from tests.scenario import run_labelled_scenario
+from tests.servers import upload
 from tests.tcp_proxy import TcpProxy
 
 

@@ -18,6 +18,7 @@ from flask import request
 from werkzeug.datastructures import FileStorage
 
 from faceapi.engine import Box
+from faceapi.engine import Face
 from faceapi.errors import InvalidRequest
 from faceapi.imaging import DecodedImage
 from faceapi.imaging import decode_image
@@ -63,17 +64,13 @@ def enroll() -> tuple[dict[str, Any], int]:
         raise InvalidRequest("missing_image", "send one or more images as multipart field 'image'")
     if len(uploads) > MAX_ENROLL_IMAGES:
         raise InvalidRequest("too_many_images", f"send at most {MAX_ENROLL_IMAGES} images per enrollment")
-    faces = []
-    for upload in uploads:
-        image = _decode(upload)
-        face = services.engine.find_single_face(image.pixels)
-        faces.append((face, _to_upload_frame(face.box, image)))
-    enrollment = services.store.add_faces(name, _stack(face.encoding for face, _ in faces))
+    faces = [_faces_in(upload, single=True)[0] for upload in uploads]
+    enrollment = services.store.add_faces(name, _stack(face.encoding for face in faces))
     return {
         "name": enrollment.name,
         "faces": [
-            {"id": face_id, "box": dataclasses.asdict(box)}
-            for face_id, (_, box) in zip(enrollment.face_ids, faces, strict=True)
+            {"id": face_id, "box": dataclasses.asdict(face.box)}
+            for face_id, face in zip(enrollment.face_ids, faces, strict=True)
         ],
         "face_count": enrollment.face_count,
     }, 201
@@ -84,14 +81,12 @@ def recognize() -> dict[str, Any]:
     """Every face in ``image``, each with the enrolled name it matches or null."""
     services = get_services()
     tolerance = _read_tolerance(services.settings.tolerance)
-    upload = _single_upload()
-    image = _decode(upload)
-    faces = services.engine.find_faces(image.pixels)
+    faces = _faces_in(_single_upload(), single=False)
     matches = match_faces(services.store.gallery(), _stack(face.encoding for face in faces), tolerance)
     return {
         "faces": [
             {
-                "box": dataclasses.asdict(_to_upload_frame(face.box, image)),
+                "box": dataclasses.asdict(face.box),
                 "name": match.name,
                 "matched": match.matched,
                 "distance": None if match.distance is None else round(match.distance, 6),
@@ -150,12 +145,25 @@ def _single_upload() -> FileStorage:
     return uploads[0]
 
 
-def _decode(upload: FileStorage) -> DecodedImage:
+def _faces_in(upload: FileStorage, *, single: bool) -> list[Face]:
+    """The faces in one upload, boxes in its own coordinates; ``single`` demands exactly one face.
+
+    Decoding and analysis hold one of the worker's image slots, and the pixels are
+    dropped before the slot is released, so a worker holds at most
+    ``FACEAPI_MAX_CONCURRENT_IMAGES`` decoded images at a time.
+    """
     data = upload.read()
     if not data:
         raise InvalidRequest("empty_image", "the uploaded image is empty")
-    settings = get_services().settings
-    return decode_image(data, max_side_px=settings.encode_side_px, max_pixels=settings.max_image_pixels)
+    services = get_services()
+    settings = services.settings
+    with services.image_slots:
+        image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=settings.max_image_pixels)
+        if single:
+            faces = [services.engine.find_single_face(image.pixels)]
+        else:
+            faces = services.engine.find_faces(image.pixels)
+        return [Face(_to_upload_frame(face.box, image), face.encoding) for face in faces]
 
 
 def _to_upload_frame(box: Box, image: DecodedImage) -> Box:

@@ -8,7 +8,9 @@ from flask import Flask
 from flask_cors import CORS
 
 from faceapi import api
+from faceapi import auth
 from faceapi import errors
+from faceapi import requestlog
 from faceapi.config import Settings
 from faceapi.engine import FaceEngine
 from faceapi.services import Services
@@ -29,7 +31,9 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     app.json.sort_keys = False
     services = Services.build(settings, engine)
     app.extensions["faceapi"] = services
-    CORS(app, origins=list(settings.cors_origins))
+    CORS(app, origins=list(settings.cors_origins), expose_headers=[requestlog.HEADER])
+    requestlog.init_app(app)
+    auth.init_app(app, settings.api_key_digests)
     errors.init_app(app)
     app.register_blueprint(api.bp)
     return app

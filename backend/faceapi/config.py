@@ -9,6 +9,7 @@ before fork, with a message that names all the mistakes at once.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -26,6 +27,7 @@ class _Spec:
     parse: Callable[[str], Any]
     check: Callable[[Any], str | None]
     doc: str
+    secret: bool = False  # never echoed in error messages
 
 
 def _positive(value: float) -> str | None:
@@ -54,6 +56,25 @@ def _database_url(value: str) -> str | None:
     if value == "" or value.startswith(("postgres://", "postgresql://")):
         return None
     return "must start with postgresql:// (or be unset for the pickle store)"
+
+
+def _api_key_digests(raw: str) -> tuple[str, ...]:
+    """SHA-256 hex digests of the keys: ``sha256:<hex>`` entries as given, plain keys hashed here."""
+    digests = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        if entry.startswith("sha256:"):
+            digest = entry.removeprefix("sha256:").lower()
+            if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
+                raise ValueError("a sha256: entry must hold 64 hex digits")
+            digests.append(digest)
+        else:
+            digests.append(hashlib.sha256(entry.encode()).hexdigest())
+    return tuple(digests)
+
+
+_api_key_digests.__name__ = "list of keys or sha256:<hex> digests"
 
 
 def _any(_value: Any) -> str | None:
@@ -101,6 +122,8 @@ _SPECS: dict[str, _Spec] = {
                      "gunicorn worker processes. Default: one per core, at most one per 128 MiB of memory."),
     "threads": _Spec("FACEAPI_THREADS", int, _positive,
                      "Threads per worker. Detection runs in parallel across threads; encoding is serialised per worker."),
+    "max_concurrent_images": _Spec("FACEAPI_MAX_CONCURRENT_IMAGES", int, _positive,
+                                   "Images decoded and analysed at once per worker; more requests wait. Bounds memory per worker."),
     "store_path": _Spec("FACEAPI_STORE_PATH", str, lambda v: None if v else "must not be empty",
                         "File of the pickle store (its directory is created; a `.bak` and a `.lock` sit beside it)."),
     "database_url": _Spec("DATABASE_URL", str, _database_url,
@@ -117,6 +140,8 @@ _SPECS: dict[str, _Spec] = {
                              "Times the detector upsamples its copy; each doubles the side, finds faces half as small, costs about 4x."),
     "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _min_side,
                             "Longest side of the copy faces are encoded from (at most the uploaded size)."),
+    "api_key_digests": _Spec("API_KEYS", _api_key_digests, _any,
+                             "Comma-separated API keys, or `sha256:<hex>` of each; when set, every endpoint but `/health` and `/ready` needs one (`X-API-Key` or `Authorization: Bearer`). Unset: open, with a warning at start-up.", secret=True),
     "cors_origins": _Spec("FACEAPI_CORS_ORIGINS", _origins, _any,
                           "Comma-separated origins allowed by CORS; `*` allows any."),
     "log_level": _Spec("FACEAPI_LOG_LEVEL", str.lower, _log_level,
@@ -131,6 +156,7 @@ class Settings:
     port: int = 8000
     workers: int = dataclasses.field(default_factory=default_workers)
     threads: int = 4
+    max_concurrent_images: int = 2
     store_path: str = "data/faces.pkl"
     database_url: str = ""
     tolerance: float = 0.6
@@ -139,6 +165,7 @@ class Settings:
     detect_side_px: int = 640
     detect_upsample: int = 1
     encode_side_px: int = 1600
+    api_key_digests: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)
     log_level: str = "info"
 
@@ -172,7 +199,8 @@ class Settings:
             try:
                 values[name] = spec.parse(raw.strip())
             except ValueError:
-                problems.append(f"{spec.env}={raw!r}: not a valid {spec.parse.__name__}")
+                shown = "<hidden>" if spec.secret else repr(raw)
+                problems.append(f"{spec.env}={shown}: not a valid {spec.parse.__name__}")
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         return cls(**values)
@@ -186,7 +214,7 @@ def describe_settings() -> list[tuple[str, str, str]]:
         default = getattr(defaults, name)
         if name == "workers":
             default = "cores, memory / 128 MiB"
-        elif name == "database_url":
+        elif name in ("database_url", "api_key_digests"):
             default = "unset"
         elif isinstance(default, tuple):
             default = ",".join(default)

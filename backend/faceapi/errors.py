@@ -21,7 +21,9 @@ from faceapi.engine import MultipleFaces
 from faceapi.engine import NoFaceFound
 from faceapi.imaging import ImageTooLarge
 from faceapi.imaging import UnreadableImage
+from faceapi.requestlog import current_request_id
 from faceapi.store import StoreError
+from faceapi.store import StoreFull
 from faceapi.store import UnknownPerson
 
 log = logging.getLogger(__name__)
@@ -44,16 +46,17 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     NoFaceFound: (422, "no_face"),
     MultipleFaces: (422, "multiple_faces"),
     UnknownPerson: (404, "unknown_person"),
+    StoreFull: (507, "insufficient_storage"),
     StoreError: (503, "store_unavailable"),  # includes StoreUnavailable: the database is down
 }
 
 # Codes for HTTP errors whose Werkzeug name reads badly as a code.
-_HTTP_CODES = {413: "upload_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {401: "unauthorized", 413: "upload_too_large", 415: "unsupported_media_type"}
 
 
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
-    """The one error body, with ``status``."""
-    return jsonify(error={"code": code, "message": message}), status
+    """The one error body, with ``status``; ``request_id`` matches the log line, for reports."""
+    return jsonify(error={"code": code, "message": message, "request_id": current_request_id()}), status
 
 
 def init_app(app: Flask) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -57,13 +58,21 @@ def decode_image(data: bytes, *, max_side_px: int, max_pixels: int) -> DecodedIm
         raise UnreadableImage("the upload is empty")
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit replaces Pillow's process-wide bomb warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns about files that are odd but decodable (a corrupt EXIF block, a header over
+            # its bomb threshold, which our own pixel limit handles): decode them, whatever the
+            # process's warning filters say. Only "ignore" filters are added, so the known race of
+            # catch_warnings between threads can at worst leave them installed.
+            warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 return _decode_opened(image, max_side_px=max_side_px, max_pixels=max_pixels)
     except (ImageTooLarge, UnreadableImage):
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
+    except UnidentifiedImageError as exc:
+        if _is_heif(data):
+            raise UnreadableImage("HEIC/HEIF photos are not supported; send JPEG, PNG or WebP "
+                                  "(phones convert HEIC to JPEG when a browser uploads it)") from exc
         raise UnreadableImage("the upload is not an image in a supported format") from exc
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as exc:
         # Pillow reports truncated and corrupt files through all of these.
@@ -81,7 +90,7 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
         ratio = max_side_px / max(width, height)
         image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
     image.load()
-    upright = ImageOps.exif_transpose(image)
+    upright = _upright(image)
     # A 90-degree orientation swaps the sides; compare shapes, since draft mode may have shrunk both.
     turned = upright.size != image.size
     upright_width, upright_height = (height, width) if turned else (width, height)
@@ -94,6 +103,19 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
         height=upright_height,
         scale=max(upright_width, upright_height) / max(rgb.size),
     )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image as displayed: its EXIF orientation applied; an unreadable orientation counts as none."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+        return image
+
+
+def _is_heif(data: bytes) -> bool:
+    """An ISO media file whose brand is one of HEIF's (the ``ftyp`` box at offset 4)."""
+    return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 from faceapi.config import Settings
 from faceapi.engine import DetectOptions
@@ -18,10 +19,13 @@ class Services:
     settings: Settings
     engine: FaceEngine
     store: Store
+    # Held while an image is decoded and analysed: caps the transient memory of a worker.
+    image_slots: threading.BoundedSemaphore
 
     @classmethod
     def build(cls, settings: Settings, engine: FaceEngine | None = None) -> Services:
         """Load the models (unless an engine is given) and open the store that ``settings`` name."""
         if engine is None:
             engine = FaceEngine.load(DetectOptions(settings.detect_side_px or None, settings.detect_upsample))
-        return cls(settings, engine, open_store(settings.store_location, engine.model_id, pool_size=settings.threads))
+        store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads)
+        return cls(settings, engine, store, threading.BoundedSemaphore(settings.max_concurrent_images))

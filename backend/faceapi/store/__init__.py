@@ -25,6 +25,10 @@ class StoreUnavailable(StoreError):
     """The store is out of reach for now (database down); retrying later may succeed."""
 
 
+class StoreFull(StoreError):
+    """The disk is full: nothing was written, the previous store is intact."""
+
+
 class UnknownPerson(KeyError):
     """No person of that name is enrolled."""
 

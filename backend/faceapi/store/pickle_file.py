@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import os
@@ -37,6 +38,7 @@ from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
 from faceapi.store import PersonSummary
 from faceapi.store import StoreError
+from faceapi.store import StoreFull
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
 
@@ -94,7 +96,8 @@ class PickleStore:
             except KeyError:
                 raise UnknownPerson(name) from None
 
-        return self._update(remove)
+        # Right to erasure: the backup must not keep what was deleted.
+        return self._update(remove, erase=True)
 
     def people(self) -> list[PersonSummary]:
         data = self._current()[1]
@@ -184,12 +187,15 @@ class PickleStore:
             raise StoreError(f"the store {self.path} has a malformed person record")
         return data
 
-    def _update(self, change: Callable[[_Data], _T]) -> _T:
-        """Apply ``change`` to the latest contents and write them, all under the cross-process lock."""
+    def _update(self, change: Callable[[_Data], _T], *, erase: bool = False) -> _T:
+        """Apply ``change`` to the latest contents and write them, all under the cross-process lock.
+
+        :param erase: the change deletes data, so the backup becomes the new version, not the old one.
+        """
         with self._thread_lock, self._file_lock():
             _signature, data, _gallery = self._read()
             result = change(data)
-            signature = self._write(data)
+            signature = self._write(data, erase=erase)
             self._cache = (signature, data, _gallery_of(data))
             return result
 
@@ -206,32 +212,39 @@ class PickleStore:
         finally:
             os.close(lock_fd)  # closing releases the flock
 
-    def _write(self, data: _Data) -> _Signature:
-        """Write ``data`` atomically and durably; keep the replaced file as the backup."""
+    def _write(self, data: _Data, *, erase: bool) -> _Signature:
+        """Write ``data`` atomically and durably; the backup is the replaced file, or with ``erase`` the new one."""
         payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
-        fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self._tmp_prefix(), suffix=".tmp")
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self._tmp_prefix(), suffix=".tmp")
+        except OSError as exc:
+            raise StoreError(f"cannot write in the store directory {self.path.parent}: {exc.strerror}") from exc
         try:
             with os.fdopen(fd, "wb") as tmp_file:
                 tmp_file.write(payload)
                 tmp_file.flush()
                 os.fsync(tmp_file.fileno())
                 stat = os.fstat(tmp_file.fileno())
-            if self.path.exists():
-                self._keep_backup()
+            if erase:
+                self._link_as_backup(pathlib.Path(tmp_name))
+            elif self.path.exists():
+                self._link_as_backup(self.path)
             os.replace(tmp_name, self.path)
             _fsync_directory(self.path.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull(f"no space left to write the store {self.path}; it is unchanged") from exc
             raise StoreError(f"cannot write the store {self.path}: {exc.strerror}") from exc
         return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def _keep_backup(self) -> None:
-        """Point ``<path>.bak`` at the current file: a hard link, swapped in atomically."""
+    def _link_as_backup(self, source: pathlib.Path) -> None:
+        """Point ``<path>.bak`` at ``source``: a hard link, swapped in atomically."""
         link_name = self.path.with_name(f"{self._tmp_prefix()}bak.tmp")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link_name)
-        os.link(self.path, link_name)
+        os.link(source, link_name)
         os.replace(link_name, self.backup_path)
         # rename() is a no-op when both names already link the same file (a writer died just here).
         with contextlib.suppress(FileNotFoundError):

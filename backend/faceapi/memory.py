@@ -1,0 +1,34 @@
+"""glibc malloc tuning for a threaded image service, applied in the gunicorn master before fork.
+
+Two glibc defaults make a threaded worker's memory grow and stay grown:
+- each thread that contends for malloc gets its own arena (up to 8 per core), and
+  freed memory stays cached in every arena;
+- the mmap threshold adapts upwards (to 32 MiB) after a large block is freed, so
+  later image-sized buffers come from the heap, where they fragment and are kept.
+Capping arenas and fixing the threshold returns image buffers to the system
+when a request ends. Both are process-wide and inherited by forked workers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = 1 << 20) -> bool:
+    """Cap malloc arenas and fix the mmap threshold; False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        log.info("not glibc: malloc tuning skipped")
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_ARENA_MAX, arena_max)) and bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_bytes))
