@@ -46,6 +46,9 @@ max_requests_jitter = 100
 # The heartbeat file on tmpfs: a disk-backed /tmp can block os.fchmod and get healthy workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# No control socket: nothing here uses gunicornc, and instances on one host would share its one path.
+control_socket_disable = True
+
 # Logging to stderr, which App Platform and systemd collect. No gunicorn access log: the app
 # logs one line per request itself, with its request id (faceapi.requestlog).
 accesslog = None

@@ -190,7 +190,8 @@ def main() -> None:
         started = time.perf_counter()
         peer = stack.enter_context(GunicornServer(
             log_dir / "peer.log", {"PEER_STORE": f"{scratch}/peer.pkl"},
-            args=["--workers", workers, "--timeout", "300", "--chdir", str(ROOT / "bench"), "peer_app:app"],
+            args=["--config", str(ROOT / "bench/peer.conf.py"), "--workers", workers,
+                  "--chdir", str(ROOT / "bench"), "peer_app:app"],
             ready_path="/health"))
         peer_boot = time.perf_counter() - started
         row("boot to ready (s)", ours_boot, peer_boot)

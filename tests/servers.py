@@ -89,10 +89,11 @@ class GunicornServer:
     """Real gunicorn with the project's gunicorn.conf.py, in its own process group."""
 
     def __init__(self, log_path: pathlib.Path, env: dict[str, str], args: list[str] | None = None,
-                 ready_path: str = "/ready") -> None:
+                 ready_path: str = "/ready", launcher: list[str] | None = None) -> None:
         self.port = free_port()
         self.args = args or ["--config", "gunicorn.conf.py"]
         self.ready_path = ready_path
+        self.launcher = launcher or []  # e.g. ["taskset", "-c", "0"]
         self.log_path = log_path
         self.env = {**os.environ, "PORT": str(self.port), **env}
         self.process: subprocess.Popen[bytes] | None = None
@@ -101,7 +102,7 @@ class GunicornServer:
         gunicorn = pathlib.Path(sys.executable).with_name("gunicorn")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(gunicorn), *self.args],
+                [*self.launcher, str(gunicorn), *self.args],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.wait_ready()
@@ -113,10 +114,15 @@ class GunicornServer:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
             with contextlib.suppress(OSError):
-                if self.client().get(self.ready_path).status_code == 200:
+                if self.client().get(self.ready_path).status_code == 200 and self._all_workers_up():
                     return
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn not ready after {timeout} s:\n{self.log()}")
+
+    def _all_workers_up(self) -> bool:
+        """One worker answering is not all of them: wait for WEB_CONCURRENCY (when the test sets it)."""
+        expected = self.env.get("WEB_CONCURRENCY")
+        return expected is None or "--workers" in self.args or len(self.worker_pids()) >= int(expected)
 
     def client(self) -> HttpClient:
         return HttpClient(self.port)

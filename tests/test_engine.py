@@ -150,3 +150,14 @@ def test_image_modes(engine: FaceEngine, mode: str) -> None:
     reference = engine.find_single_face(pixels("tests/test_images/obama.jpg").pixels)
     face = engine.find_single_face(decoded.pixels)
     assert face_distance(np.array([reference.encoding]), face.encoding)[0] < 0.3
+
+
+def test_parallel_detection_from_many_threads(engine: FaceEngine) -> None:
+    """Eight threads detecting at once on one engine (a shared dlib detector would crash or garble)."""
+    import concurrent.futures
+
+    images = [pixels(p).pixels for p in ("examples/two_people.jpg", "tests/test_images/obama.jpg")]
+    expected = [engine.face_locations(image) for image in images]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: engine.face_locations(images[i % 2]), range(32)))
+    assert all(result == expected[i % 2] for i, result in enumerate(results))

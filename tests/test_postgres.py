@@ -62,6 +62,7 @@ def test_database_outage_gives_503_then_recovers(gunicorn_factory, pg_url: str) 
         down = client.post("/recognize", data={"image": upload(test_images("obama2.jpg"))})
         assert down.status_code == 503 and down.json["error"]["code"] == "store_unavailable"
         assert client.get("/people").status_code == 503
+        time.sleep(12)  # longer than the pool's reconnection backoff: recovery must not depend on it
 
         proxy.start()  # back, on the same port
         deadline = time.monotonic() + 30

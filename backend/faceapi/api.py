@@ -24,6 +24,7 @@ from faceapi.imaging import DecodedImage
 from faceapi.imaging import decode_image
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import match_faces
+from faceapi.memory import release_free_memory
 from faceapi.services import Services
 from faceapi.store import StoreError
 
@@ -163,7 +164,10 @@ def _faces_in(upload: FileStorage, *, single: bool) -> list[Face]:
             faces = [services.engine.find_single_face(image.pixels)]
         else:
             faces = services.engine.find_faces(image.pixels)
-        return [Face(_to_upload_frame(face.box, image), face.encoding) for face in faces]
+        located = [Face(_to_upload_frame(face.box, image), face.encoding) for face in faces]
+        del image
+        release_free_memory()
+        return located
 
 
 def _to_upload_frame(box: Box, image: DecodedImage) -> Box:

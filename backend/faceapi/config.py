@@ -156,7 +156,7 @@ class Settings:
     port: int = 8000
     workers: int = dataclasses.field(default_factory=default_workers)
     threads: int = 4
-    max_concurrent_images: int = 2
+    max_concurrent_images: int = 1
     store_path: str = "data/faces.pkl"
     database_url: str = ""
     tolerance: float = 0.6

@@ -9,6 +9,7 @@ the uploaded image through `DecodedImage.scale`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import struct
@@ -90,11 +91,12 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
         ratio = max_side_px / max(width, height)
         image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
     image.load()
-    upright = _upright(image)
+    decoded_size = image.size
+    _make_upright(image)
     # A 90-degree orientation swaps the sides; compare shapes, since draft mode may have shrunk both.
-    turned = upright.size != image.size
+    turned = image.size != decoded_size
     upright_width, upright_height = (height, width) if turned else (width, height)
-    rgb = upright if upright.mode == "RGB" else _to_rgb(upright)
+    rgb = image if image.mode == "RGB" else _to_rgb(image)
     rgb.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR, reducing_gap=None)
     pixels = np.asarray(rgb, dtype=np.uint8)
     return DecodedImage(
@@ -105,12 +107,10 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
     )
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """The image as displayed: its EXIF orientation applied; an unreadable orientation counts as none."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
-        return image
+def _make_upright(image: Image.Image) -> None:
+    """Apply the EXIF orientation in place (no copy of the pixels); an unreadable one counts as none."""
+    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+        ImageOps.exif_transpose(image, in_place=True)
 
 
 def _is_heif(data: bytes) -> bool:

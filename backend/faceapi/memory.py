@@ -21,6 +21,24 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
+def release_free_memory() -> None:
+    """Give freed heap memory back to the system (glibc ``malloc_trim``); a no-op elsewhere."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _load_malloc_trim():
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
+_malloc_trim = _load_malloc_trim()
+
+
 def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = 1 << 20) -> bool:
     """Cap malloc arenas and fix the mmap threshold; False where the C library is not glibc."""
     name = ctypes.util.find_library("c")

@@ -26,6 +26,8 @@ class Services:
     def build(cls, settings: Settings, engine: FaceEngine | None = None) -> Services:
         """Load the models (unless an engine is given) and open the store that ``settings`` name."""
         if engine is None:
-            engine = FaceEngine.load(DetectOptions(settings.detect_side_px or None, settings.detect_upsample))
+            # One detector per image slot: detection only runs while a slot is held.
+            engine = FaceEngine.load(DetectOptions(settings.detect_side_px or None, settings.detect_upsample),
+                                     detectors=settings.max_concurrent_images)
         store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads)
         return cls(settings, engine, store, threading.BoundedSemaphore(settings.max_concurrent_images))

@@ -38,6 +38,7 @@ from faceapi.store import new_face_id
 
 # Seconds a request waits for a connection before answering 503.
 _CONNECT_TIMEOUT_S = 5
+_RECONNECT_BACKOFF_S = 10
 
 _MIGRATIONS = [
     # 1: people, their faces (with the model that made each encoding), the change counter.
@@ -188,6 +189,10 @@ class PostgresStore:
                     open=False,
                     check=ConnectionPool.check_connection,
                     kwargs={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "faceapi"},
+                    # The pool's background reconnection backs off exponentially for this long; after it
+                    # gives up, each request that finds no connection starts a fresh attempt at once, so
+                    # the service is back within a request of the database coming back.
+                    reconnect_timeout=_RECONNECT_BACKOFF_S,
                     name="faceapi",
                 )
                 self._pool.open(wait=False)

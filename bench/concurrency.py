@@ -1,0 +1,55 @@
+"""gunicorn workers x threads on 1 and 2 cores: throughput, errors and peak memory under the same load.
+
+Usage: .venv/bin/python bench/concurrency.py [--seconds 15] [--concurrency 8]
+Each configuration runs the real service pinned with taskset to the given cores,
+under a closed loop of clients sending a mix of 480p, 1080p, group and 12 MP photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
+
+from tests.servers import FACES  # noqa: E402
+from tests.servers import GunicornServer  # noqa: E402
+from tests.servers import upload  # noqa: E402
+
+from bench.compare import phone_photo  # noqa: E402
+from bench.compare import throughput  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    mix = [
+        (FACES / "examples/obama-480p.jpg").read_bytes(),
+        (FACES / "examples/obama-1080p.jpg").read_bytes(),
+        (FACES / "examples/knn_examples/test/obama_and_biden.jpg").read_bytes(),
+        phone_photo(4000, 3000),
+    ]
+    header = f"| cores | workers x threads | req/s at c={args.concurrency} | errors | peak PSS MB |"
+    print(header + "\n|---|---|---|---|---|")
+    for cores in ("0", "0,1"):
+        for workers, threads in ((1, 1), (1, 4), (2, 1), (2, 4), (4, 1)):
+            with tempfile.TemporaryDirectory() as scratch:
+                env = {"WEB_CONCURRENCY": str(workers), "FACEAPI_THREADS": str(threads),
+                       "FACEAPI_STORE_PATH": f"{scratch}/faces.pkl"}
+                log = pathlib.Path(scratch) / "g.log"
+                with GunicornServer(log, env, launcher=["taskset", "-c", cores]) as server:
+                    obama = upload(FACES / "tests/test_images/obama.jpg")
+                    enrolled = server.client().post("/enroll", {"name": "obama", "image": obama})
+                    assert enrolled.status_code == 201
+                    rps, errors, peak = throughput(server, mix, args.concurrency, args.seconds)
+            core_count = len(cores.split(","))
+            print(f"| {core_count} | {workers} x {threads} | {rps:.2f} | {errors} | {peak:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
