@@ -11,15 +11,12 @@ all workers: after boot, and after the timed requests.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import pathlib
 import statistics
 import sys
 import tempfile
 import time
-
-from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
@@ -28,29 +25,13 @@ from tests.servers import FACES  # noqa: E402
 from tests.servers import GunicornServer  # noqa: E402
 from tests.servers import upload  # noqa: E402
 
-
-def phone_photo(width: int, height: int) -> bytes:
-    """obama.jpg pasted, enlarged, onto a canvas of a phone photo's size, as a JPEG."""
-    face = Image.open(FACES / "tests/test_images/obama.jpg").convert("RGB")
-    scale = height * 0.75 / face.height
-    canvas = Image.new("RGB", (width, height), (120, 120, 120))
-    canvas.paste(face.resize((int(face.width * scale), int(face.height * scale))), (width // 4, height // 8))
-    buffer = io.BytesIO()
-    canvas.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def pss_kib(pid: int) -> int:
-    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    return 0
+from bench.compare import all_pids  # noqa: E402
+from bench.compare import phone_photo  # noqa: E402
+from bench.compare import pss_mb  # noqa: E402
 
 
 def total_pss_mb(server: GunicornServer) -> float:
-    assert server.process is not None
-    pids = [server.process.pid, *server.worker_pids()]
-    return sum(pss_kib(pid) for pid in pids) / 1024
+    return pss_mb(all_pids(server))
 
 
 def main() -> None:
