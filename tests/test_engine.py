@@ -50,7 +50,7 @@ def test_exact_mode_equals_oracle(exact_engine: FaceEngine, relative: str) -> No
     faces = exact_engine.find_faces(image)
     assert [dataclasses.astuple(face.box) for face in faces] == expected_boxes
     assert [tuple(box) for box in MEASURED[relative]["face_locations_hog_upsample1"]] == expected_boxes
-    for face, expected in zip(faces, expected_encodings, strict=False):
+    for face, expected in zip(faces, expected_encodings, strict=True):
         np.testing.assert_allclose(face.encoding, expected, atol=1e-6)
 
 

@@ -26,7 +26,6 @@ from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import match_faces
 from faceapi.memory import release_free_memory
 from faceapi.services import Services
-from faceapi.store import StoreError
 
 bp = Blueprint("faces", __name__)
 
@@ -46,13 +45,13 @@ def health() -> dict[str, Any]:
 
 
 @bp.get("/ready")
-def ready() -> tuple[dict[str, Any], int]:
-    """Readiness: the models are loaded (they are, once the app exists) and the store is readable."""
-    try:
-        get_services().store.check()
-    except StoreError as exc:
-        return {"status": "unavailable", "error": {"code": "store_unavailable", "message": str(exc)}}, 503
-    return {"status": "ready"}, 200
+def ready() -> dict[str, Any]:
+    """Readiness: the models are loaded (they are, once the app exists) and the store is readable.
+
+    An unreadable store raises `StoreError`, which errors.py answers with 503 ``store_unavailable``.
+    """
+    get_services().store.check()
+    return {"status": "ready"}
 
 
 @bp.post("/enroll")
@@ -92,7 +91,7 @@ def recognize() -> dict[str, Any]:
                 "matched": match.matched,
                 "distance": None if match.distance is None else round(match.distance, 6),
             }
-            for face, match in zip(faces, matches, strict=False)
+            for face, match in zip(faces, matches, strict=True)
         ]
     }
 

@@ -164,7 +164,7 @@ class FaceEngine:
         boxes = self.face_locations(image)
         encodings = self.face_encodings(image, boxes)
         height, width = image.shape[:2]
-        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings, strict=False)]
+        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings, strict=True)]
 
     def find_single_face(self, image: np.ndarray) -> Face:
         """The one face in ``image``, for enrollment.
