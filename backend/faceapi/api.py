@@ -158,7 +158,8 @@ def _faces_in(upload: FileStorage, *, single: bool) -> list[Face]:
     services = get_services()
     settings = services.settings
     with services.image_slots:
-        image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=settings.max_image_pixels)
+        image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=settings.max_image_pixels,
+                             max_full_decode_pixels=settings.max_full_decode_pixels)
         if single:
             faces = [services.engine.find_single_face(image.pixels)]
         else:

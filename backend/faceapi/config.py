@@ -133,7 +133,9 @@ _SPECS: dict[str, _Spec] = {
     "upload_limit_bytes": _Spec("FACEAPI_UPLOAD_LIMIT_BYTES", int, _positive,
                                 "Largest request body; a bigger one gets 413 before it is read."),
     "max_image_pixels": _Spec("FACEAPI_MAX_IMAGE_PIXELS", int, _positive,
-                              "Largest image (width x height) decoded; a bigger one gets 413 before its pixels are decoded."),
+                              "Largest image (width x height) accepted; a bigger one gets 413 before its pixels are decoded."),
+    "max_full_decode_pixels": _Spec("FACEAPI_MAX_FULL_DECODE_PIXELS", int, _positive,
+                                    "Largest PNG, WebP, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, about 4 bytes a pixel."),
     "detect_side_px": _Spec("FACEAPI_DETECT_SIDE_PX", int, _detect_side,
                             "Longest side of the copy the face detector scans; larger finds smaller faces, slower. 0 scans the encoding copy itself (face_recognition's exact boxes)."),
     "detect_upsample": _Spec("FACEAPI_DETECT_UPSAMPLE", int, _non_negative,
@@ -162,6 +164,7 @@ class Settings:
     tolerance: float = 0.6
     upload_limit_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    max_full_decode_pixels: int = 4_000_000
     detect_side_px: int = 640
     detect_upsample: int = 1
     encode_side_px: int = 1600

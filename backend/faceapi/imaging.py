@@ -45,13 +45,18 @@ class DecodedImage:
     scale: float
 
 
-def decode_image(data: bytes, *, max_side_px: int, max_pixels: int) -> DecodedImage:
+def decode_image(
+    data: bytes, *, max_side_px: int, max_pixels: int, max_full_decode_pixels: int | None = None
+) -> DecodedImage:
     """Decode ``data``, apply its EXIF orientation, convert to RGB and bound its longest side.
 
     Animated and multi-page images give their first frame.
 
     :param max_side_px: longest side of the returned pixels; smaller images are not enlarged.
     :param max_pixels: largest ``width * height`` accepted, checked from the header alone.
+    :param max_full_decode_pixels: largest ``width * height`` accepted for formats that must be
+        decoded at full size (all but JPEG, which draft mode decodes reduced): this bounds a
+        request's memory at about 3-4 bytes per pixel. None: ``max_pixels`` alone.
     :raises UnreadableImage: empty, not an image, truncated or corrupt.
     :raises ImageTooLarge: more than ``max_pixels`` pixels.
     """
@@ -65,6 +70,8 @@ def decode_image(data: bytes, *, max_side_px: int, max_pixels: int) -> DecodedIm
             # catch_warnings between threads can at worst leave them installed.
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
+                if max_full_decode_pixels is not None and image.format != "JPEG":
+                    max_pixels = min(max_pixels, max_full_decode_pixels)
                 return _decode_opened(image, max_side_px=max_side_px, max_pixels=max_pixels)
     except (ImageTooLarge, UnreadableImage):
         raise
@@ -96,6 +103,9 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
     # A 90-degree orientation swaps the sides; compare shapes, since draft mode may have shrunk both.
     turned = image.size != decoded_size
     upright_width, upright_height = (height, width) if turned else (width, height)
+    if image.mode in _RESAMPLABLE_MODES:
+        # Shrink first (in place), so that any mode conversion copies the small image, not the upload.
+        image.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR, reducing_gap=None)
     rgb = image if image.mode == "RGB" else _to_rgb(image)
     rgb.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR, reducing_gap=None)
     pixels = np.asarray(rgb, dtype=np.uint8)
@@ -105,6 +115,10 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
         height=upright_height,
         scale=max(upright_width, upright_height) / max(rgb.size),
     )
+
+
+# Modes that Pillow resamples channel by channel; palette, 1-bit and 16-bit images are converted first.
+_RESAMPLABLE_MODES = frozenset({"RGB", "RGBA", "RGBX", "L", "LA", "CMYK", "YCbCr"})
 
 
 def _make_upright(image: Image.Image) -> None:
@@ -127,8 +141,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        if alpha.getextrema() == (255, 255):
+            return rgba.convert("RGB")  # opaque: no compositing needed
         background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
+        background.paste(rgba, mask=alpha)
         return background
     return image.convert("RGB")
