@@ -52,8 +52,12 @@ def _detect_side(value: int) -> str | None:
     return None if value == 0 else _min_side(value)
 
 
+# URL schemes that select the PostgreSQL store (App Platform binds `postgresql://`; Heroku-style is `postgres://`).
+POSTGRES_URL_SCHEMES = ("postgres://", "postgresql://")
+
+
 def _database_url(value: str) -> str | None:
-    if value == "" or value.startswith(("postgres://", "postgresql://")):
+    if value == "" or value.startswith(POSTGRES_URL_SCHEMES):
         return None
     return "must start with postgresql:// (or be unset for the pickle store)"
 

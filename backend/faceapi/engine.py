@@ -161,10 +161,7 @@ class FaceEngine:
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Every face in ``image`` with its box (trimmed to the image) and encoding."""
-        boxes = self.face_locations(image)
-        encodings = self.face_encodings(image, boxes)
-        height, width = image.shape[:2]
-        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings, strict=True)]
+        return self._faces_at(image, self.face_locations(image))
 
     def find_single_face(self, image: np.ndarray) -> Face:
         """The one face in ``image``, for enrollment.
@@ -177,8 +174,13 @@ class FaceEngine:
             raise NoFaceFound("no face was found in the image")
         if len(boxes) > 1:
             raise MultipleFaces(f"{len(boxes)} faces were found; an enrollment image must show exactly one")
+        return self._faces_at(image, boxes)[0]
+
+    def _faces_at(self, image: np.ndarray, boxes: list[Box]) -> list[Face]:
+        """Encode the faces at ``boxes`` (untrimmed, as the landmarks need) and report them trimmed."""
         height, width = image.shape[:2]
-        return Face(boxes[0].clipped(width, height), self.face_encodings(image, boxes)[0])
+        encodings = self.face_encodings(image, boxes)
+        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings, strict=True)]
 
     @contextlib.contextmanager
     def _borrowed_detector(self) -> Iterator[dlib.fhog_object_detector]:

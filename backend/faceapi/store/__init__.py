@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from faceapi.config import POSTGRES_URL_SCHEMES
 from faceapi.matching import Gallery
 
 
@@ -108,7 +109,7 @@ def open_store(location: str, model_id: str, *, pool_size: int = 4) -> Store:
         other models are refused (pickle) or left out (PostgreSQL), never mixed in.
     :param pool_size: database connections per process (one per request thread).
     """
-    if location.startswith(("postgres://", "postgresql://")):
+    if location.startswith(POSTGRES_URL_SCHEMES):
         from faceapi.store.postgres import PostgresStore
 
         return PostgresStore(location, model_id, pool_size)
