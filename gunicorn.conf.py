@@ -11,10 +11,15 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend"))
 
+from faceapi.config import ConfigError  # noqa: E402
 from faceapi.config import Settings  # noqa: E402
 from faceapi.memory import tune_malloc  # noqa: E402
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except ConfigError as error:
+    # The message names every bad variable; gunicorn would wrap it in a traceback.
+    sys.exit(f"faceapi: {error}")
 # Before the app loads and before fork: 2 malloc arenas and a fixed 1 MiB mmap threshold,
 # so image buffers go back to the system after each request (docs/BENCHMARKS.md, memory).
 tune_malloc()

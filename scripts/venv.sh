@@ -18,7 +18,8 @@ ensure_venv() {  # ensure_venv REQUIREMENTS_FILE [EXTRA_PIP_ARGS...]
     want="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "==> installing $(basename "$requirements") (prebuilt wheels; no compiler needed)"
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/$requirements" "$@"
+        # From the root: requirements.txt installs this project with "-e .".
+        (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" "$@")
         echo "$want" > "$stamp"
     fi
 }

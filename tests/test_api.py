@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -157,3 +158,28 @@ def test_cors(settings: Settings, engine) -> None:
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
     other = app.test_client().get("/health", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def _deep_image(widen) -> bytes:
+    """obama2.jpg's grey levels widened to a deeper type (``widen`` maps 0-255 to its values): PNG, or TIFF for floats."""
+    grey = np.asarray(Image.open(test_images("obama2.jpg")).convert("L"))
+    deep = Image.fromarray(widen(grey))
+    buffer = io.BytesIO()
+    deep.save(buffer, "TIFF" if deep.mode == "F" else "PNG")
+    return buffer.getvalue()
+
+
+DEEP_IMAGES = [
+    # 8-bit values in a 16-bit container, as many tools write them: scaled by 1/65535 it would be black.
+    ("16-bit, low 8 bits used", lambda: _deep_image(lambda g: g.astype(np.uint16))),
+    ("16-bit, full range", lambda: _deep_image(lambda g: g.astype(np.uint16) * 257)),
+    ("16-bit, 12-bit sensor range", lambda: _deep_image(lambda g: g.astype(np.uint16) * 16)),
+    ("32-bit float, 0 to 1", lambda: _deep_image(lambda g: g.astype(np.float32) / 255)),
+]
+
+
+@pytest.mark.parametrize("build", [row[1] for row in DEEP_IMAGES], ids=[row[0] for row in DEEP_IMAGES])
+def test_deep_images_are_scaled_by_their_range(client, build) -> None:
+    enroll(client, "obama", "obama.jpg")
+    response = client.post("/recognize", data={"image": upload(build(), "deep.png")})
+    assert [face["name"] for face in response.json["faces"]] == ["obama"], response.json

@@ -33,11 +33,28 @@ def test_every_bad_variable_is_named_at_once() -> None:
     assert "FACEAPI_TOLERANCE" in message and "WEB_CONCURRENCY" in message and "FACEAPI_DETECT_SIDE_PX" in message
 
 
-def test_gunicorn_refuses_bad_config_before_fork() -> None:
-    gunicorn = f"{sys.prefix}/bin/gunicorn"
-    result = subprocess.run([gunicorn, "--check-config", "--config", "gunicorn.conf.py"], cwd=ROOT,
-                            env={"FACEAPI_TOLERANCE": "nan", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
-    assert result.returncode != 0 and "FACEAPI_TOLERANCE" in result.stderr + result.stdout
+def _start(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a start command with only ``env`` set, as a newcomer's shell would; stdout and stderr together."""
+    return subprocess.run(command, cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=60)
+
+
+def test_gunicorn_names_every_bad_variable_without_a_traceback() -> None:
+    result = _start([f"{sys.prefix}/bin/gunicorn", "--config", "gunicorn.conf.py"],
+                    FACEAPI_TOLERANCE="2", PORT="abc", FACEAPI_LOG_LEVEL="loud")
+    assert result.returncode != 0
+    assert "FACEAPI_TOLERANCE='2'" in result.stdout and "PORT='abc'" in result.stdout, result.stdout
+    assert "FACEAPI_LOG_LEVEL='loud'" in result.stdout
+    assert "Traceback" not in result.stdout and "Failed to read config" not in result.stdout, result.stdout
+
+
+def test_start_command_also_checks_what_gunicorn_reads_itself() -> None:
+    """gunicorn parses WEB_CONCURRENCY on import, before any config file; the Procfile's launcher checks it first."""
+    result = _start([sys.executable, "-m", "faceapi.serve"], WEB_CONCURRENCY="x", FACEAPI_TOLERANCE="nan")
+    assert result.returncode == 2
+    assert "WEB_CONCURRENCY='x'" in result.stdout and "FACEAPI_TOLERANCE='nan'" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout
+    assert (ROOT / "Procfile").read_text().strip() == "web: python -m faceapi.serve"
 
 
 def test_readme_documents_every_setting() -> None:

@@ -76,3 +76,17 @@ def test_concurrent_recognition_is_correct_and_no_worker_dies(gunicorn_factory) 
     assert server.worker_pids() == workers_before
     log = server.log()
     assert "SIGSEGV" not in log and "Worker exiting" not in log and "WORKER TIMEOUT" not in log
+
+
+def test_log_never_holds_a_persons_name(gunicorn_factory) -> None:
+    """Routes are logged with parameters masked, so an erased person's name does not live on in the log."""
+    server = gunicorn_factory(WEB_CONCURRENCY="1")
+    client = server.client()
+    assert enroll(client, "Joe Biden", "biden.jpg").status_code == 201
+    assert client.delete("/people/Joe%20Biden").status_code == 200
+    assert client.delete("/people/Joe%20Biden").status_code == 404
+    assert client.get("/people/Joe%20Biden").status_code == 405
+    log = server.log()
+    assert " DELETE /people/<name> 200 " in log and " DELETE /people/<name> 404 " in log, log
+    assert " GET (no route) 405 " in log, log
+    assert "Joe" not in log and "Biden" not in log, log

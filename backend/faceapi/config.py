@@ -182,19 +182,27 @@ class Settings:
         return self.database_url or self.store_path
 
     def __post_init__(self) -> None:
-        problems = []
-        for name, spec in _SPECS.items():
-            problem = spec.check(getattr(self, name))
-            if problem:
-                problems.append(f"{spec.env}={getattr(self, name)!r}: {problem}")
+        problems = self._range_problems(vars(self))
         if problems:
-            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+            raise ConfigError(_format_problems(problems))
+
+    @staticmethod
+    def _range_problems(values: Mapping[str, Any], raw: Mapping[str, str] | None = None) -> list[str]:
+        """One line per value in ``values`` that its setting's check refuses, quoting ``raw`` text if given."""
+        problems = []
+        for name, value in values.items():
+            spec = _SPECS[name]
+            problem = spec.check(value)
+            if problem:
+                shown = "<hidden>" if spec.secret else repr(raw[spec.env] if raw else value)
+                problems.append(f"{spec.env}={shown}: {problem}")
+        return problems
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from `environ` (default: `os.environ`); unset means the default.
 
-        :raises ConfigError: naming every variable that does not parse or is out of range.
+        :raises ConfigError: naming every variable that does not parse or is out of range, all at once.
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -208,9 +216,14 @@ class Settings:
             except ValueError:
                 shown = "<hidden>" if spec.secret else repr(raw)
                 problems.append(f"{spec.env}={shown}: not a valid {spec.parse.__name__}")
+        problems += cls._range_problems(values, environ)
         if problems:
-            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+            raise ConfigError(_format_problems(problems))
         return cls(**values)
+
+
+def _format_problems(problems: list[str]) -> str:
+    return "invalid configuration:\n  " + "\n  ".join(problems)
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

@@ -132,12 +132,23 @@ def _is_heif(data: bytes) -> bool:
     return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 
+def _to_8_bits(values: np.ndarray, *, floating: bool) -> np.ndarray:
+    """16-bit, 32-bit or float grey levels as 8 bits, scaled by the range the values actually use.
+
+    The container says little: tools that widen an 8-bit photo to 16 bits often keep its
+    values (0-255), sensors write 10 to 14 bits, and float images hold 0-1. So the top of
+    the scale is the brightest value, but never below 255 (1.0 for floats), which leaves
+    8-bit content as it is; the bottom is 0 unless values go below it.
+    """
+    low = min(0.0, float(values.min(initial=0)))
+    high = max(1.0 if floating else 255.0, float(values.max(initial=0)))
+    return np.clip((values - low) * (255.0 / (high - low)), 0, 255).round().astype(np.uint8)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode to RGB: transparency over white, 16-bit and float scaled to 8 bits."""
+    """Any mode to RGB: transparency over white, 16-bit, 32-bit and float scaled to 8 bits by their range."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
-        image = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+        image = Image.fromarray(_to_8_bits(np.asarray(image, dtype=np.float32), floating=image.mode == "F"), "L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

@@ -1,7 +1,10 @@
 """One log line per request, and a request id that ties a response to its log line.
 
-The line holds the request id, method, path, status and duration; never bodies,
+The line holds the request id, method, route, status and duration; never bodies,
 image bytes, encodings, query strings or headers (API keys travel in headers).
+The route is the URL rule with its parameters masked (``DELETE /people/<name>``),
+since a path can hold a person's name, which must not outlive their erasure in a
+log; a request that matched no route is logged as ``(no route)``.
 The id is the client's ``X-Request-ID`` when it is a short safe token, else a new
 one; it is returned in the ``X-Request-ID`` header and in every error body.
 """
@@ -46,5 +49,14 @@ def _finish(response: Response) -> Response:
     response.headers[HEADER] = request_id
     started = g.get("request_started")
     duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-    log.info("%s %s %s %d %.1fms", request_id, request.method, request.path, response.status_code, duration_ms)
+    log.info("%s %s %s %d %.1fms", request_id, request.method, masked_route(), response.status_code, duration_ms)
     return response
+
+
+def masked_route() -> str:
+    """The matched URL rule, parameters as ``<name>`` placeholders; ``(no route)`` when none matched."""
+    rule = request.url_rule
+    return _CONVERTER.sub("<", rule.rule) if rule is not None else "(no route)"
+
+
+_CONVERTER = re.compile(r"<\w+:")  # "<path:name>" -> "<name>"

@@ -1,8 +1,9 @@
 """Copy every enrolled face from one store to another: pickle <-> PostgreSQL, or a backup copy.
 
-Usage: python -m faceapi.transfer SOURCE DESTINATION
-(run from backend/, or with backend/ on PYTHONPATH). Each side is a pickle file
-path or a ``postgresql://`` URL. Faces keep their ids and the destination skips
+Usage: faceapi-transfer SOURCE DESTINATION   (or python -m faceapi.transfer, from any directory)
+
+Each side is a pickle file path (relative to the current directory) or a
+``postgresql://`` URL. The source must exist; the destination is created. Faces keep their ids and the destination skips
 ids it already has, so running the same copy twice adds nothing the second time.
 An export to a new pickle file is also the backup of a PostgreSQL store.
 """
@@ -10,8 +11,10 @@ An export to a new pickle file is also the backup of a PostgreSQL store.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from faceapi.config import POSTGRES_URL_SCHEMES
 from faceapi.engine import ModelPaths
 from faceapi.engine import model_id
 from faceapi.store import StoreError
@@ -19,7 +22,13 @@ from faceapi.store import open_store
 
 
 def transfer(source: str, destination: str) -> tuple[int, int]:
-    """Copy all faces from ``source`` to ``destination``; return (faces read, faces added)."""
+    """Copy all faces from ``source`` to ``destination``; return (faces read, faces added).
+
+    :raises StoreError: a store cannot be read or written, or ``source`` is a file that does not exist
+        (opening a missing pickle file would start an empty store, and a typo would copy nothing).
+    """
+    if not source.startswith(POSTGRES_URL_SCHEMES) and not os.path.isfile(source):
+        raise StoreError(f"no store file at {os.path.abspath(source)}")
     models = model_id(ModelPaths.from_package())
     from_store = open_store(source, models)
     to_store = open_store(destination, models)
@@ -32,7 +41,7 @@ def transfer(source: str, destination: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m faceapi.transfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="faceapi-transfer", description=__doc__.splitlines()[0])
     parser.add_argument("source", help="pickle file path or postgresql:// URL to read")
     parser.add_argument("destination", help="pickle file path or postgresql:// URL to add to")
     args = parser.parse_args(argv)

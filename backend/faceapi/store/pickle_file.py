@@ -175,8 +175,8 @@ class PickleStore:
         try:
             data = _PlainUnpickler(io.BytesIO(raw)).load()
         except Exception as exc:  # any malformed pickle: the message says which file
-            raise StoreError(f"the store {self.path} is not a valid store file ({exc}); "
-                             f"the previous version is in {self.backup_path}") from exc
+            backup = f"; the previous version is in {self.backup_path}" if self.backup_path.is_file() else ""
+            raise StoreError(f"the store {self.path} is not a valid store file ({exc}){backup}") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
             raise StoreError(f"the store {self.path} is not in store format {FORMAT_VERSION}")
         if data.get("model") != self._model_id:

@@ -1,0 +1,38 @@
+"""Start the service: check every setting, then hand over to gunicorn with the project's config.
+
+Usage: python -m faceapi.serve [extra gunicorn arguments]   (the Procfile's and scripts/serve's command)
+
+``gunicorn --config gunicorn.conf.py`` checks our settings too, but gunicorn reads
+``WEB_CONCURRENCY`` itself while it imports, before any config file, and a bad
+value ends it there with a raw traceback. Checking first here names that variable
+with all the others, in one message, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+from faceapi.config import ConfigError
+from faceapi.config import Settings
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the checkout: backend/faceapi/serve.py
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exec gunicorn when the environment is valid; otherwise print why and return 2."""
+    try:
+        Settings.from_env()
+    except ConfigError as error:
+        print(f"faceapi: {error}", file=sys.stderr)
+        return 2
+    gunicorn = pathlib.Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn), "--config", str(ROOT / "gunicorn.conf.py"), *(sys.argv[1:] if argv is None else argv)]
+    os.chdir(ROOT)  # relative paths (FACEAPI_STORE_PATH) mean the same as under the Procfile
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
