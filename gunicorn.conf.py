@@ -33,9 +33,11 @@ bind = f"0.0.0.0:{_settings.port}"
 
 # Worker processes. WEB_CONCURRENCY, else one per core and at most one per 128 MiB (faceapi.config.default_workers).
 workers = _settings.workers
+# gunicorn's gthread worker, but each request is received whole in the worker's event loop
+# before a thread serves it, so slow clients hold no thread (faceapi.worker, docs/BENCHMARKS.md).
 # Threads per worker: each thread has its own HOG detector, and detection releases the GIL,
 # so threads overlap detection and I/O; encoding is serialised per worker by the engine's lock.
-worker_class = "gthread"
+worker_class = "faceapi.worker.BufferingWorker"
 threads = _settings.threads
 # A 12 MP photo takes well under a second; 120 s only catches a stuck worker.
 timeout = 120

@@ -34,6 +34,10 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _seconds(value: float) -> str | None:
+    return None if math.isfinite(value) and value > 0 else "must be a number of seconds greater than 0"
+
+
 def _non_negative(value: int) -> str | None:
     return None if value >= 0 else "must be 0 or more"
 
@@ -136,6 +140,8 @@ _SPECS: dict[str, _Spec] = {
                        "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`."),
     "upload_limit_bytes": _Spec("FACEAPI_UPLOAD_LIMIT_BYTES", int, _positive,
                                 "Largest request body; a bigger one gets 413 before it is read."),
+    "request_timeout_s": _Spec("FACEAPI_REQUEST_TIMEOUT_S", float, _seconds,
+                               "Seconds a client has to send a whole request, headers and body; a slower one gets 408 and none of it is processed. Until then it holds no thread."),
     "max_image_pixels": _Spec("FACEAPI_MAX_IMAGE_PIXELS", int, _positive,
                               "Largest image (width x height) accepted; a bigger one gets 413 before its pixels are decoded."),
     "max_full_decode_pixels": _Spec("FACEAPI_MAX_FULL_DECODE_PIXELS", int, _positive,
@@ -167,6 +173,7 @@ class Settings:
     database_url: str = ""
     tolerance: float = 0.6
     upload_limit_bytes: int = 10 * 1024 * 1024
+    request_timeout_s: float = 60.0
     max_image_pixels: int = 50_000_000
     max_full_decode_pixels: int = 4_000_000
     detect_side_px: int = 640

@@ -54,9 +54,14 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
 _HTTP_CODES = {401: "unauthorized", 413: "upload_too_large", 415: "unsupported_media_type"}
 
 
+def error_body(code: str, message: str, request_id: str | None) -> dict[str, dict[str, str | None]]:
+    """The one error shape; ``request_id`` matches the request's log line, for reports."""
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
 def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
-    """The one error body, with ``status``; ``request_id`` matches the log line, for reports."""
-    return jsonify(error={"code": code, "message": message, "request_id": current_request_id()}), status
+    """The one error body, as a Flask response with ``status``."""
+    return jsonify(error_body(code, message, current_request_id())), status
 
 
 def init_app(app: Flask) -> None:
