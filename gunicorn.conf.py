@@ -9,6 +9,10 @@ import gc
 import os
 import sys
 
+# One BLAS thread per call, before numpy loads: a worker's request threads are the parallelism,
+# and a BLAS pool per thread would oversubscribe the cores (docs/ENCODER.md, sizing).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend"))
 
 from faceapi.config import ConfigError  # noqa: E402

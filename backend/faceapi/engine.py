@@ -1,4 +1,4 @@
-"""The face engine: dlib's HOG detector, 5-point landmarks and ResNet encoder.
+"""The face engine: dlib's HOG detector and 5-point landmarks, and dlib's ResNet encoder on numpy.
 
 Verbs and conventions follow ``face_recognition/api.py`` (boxes as
 ``(top, right, bottom, left)``, 128-d encodings, Euclidean distance) so that
@@ -13,8 +13,10 @@ Thread safety, by construction:
   pool is filled when the engine loads, in the gunicorn master before fork, and
   grows only if more detections run at once. Detection releases the GIL, so
   threads detect in parallel.
-- The shape predictor and the ResNet encoder are large and shared; the encoder
-  keeps per-call buffers inside its network, so both run under one lock.
+- The shape predictor is shared under a lock: landmarks and the aligned chips
+  take about a millisecond a face and hold the GIL anyway.
+- The encoder (`faceapi.encoder.FaceEncoder`) keeps no state between calls and
+  runs its matrix products with the GIL released, so threads encode in parallel.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from faceapi.encoder import FaceEncoder
 from faceapi.matching import ENCODING_WIDTH
 
 _PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -112,12 +115,13 @@ class FaceEngine:
     def __init__(self, paths: ModelPaths, detect: DetectOptions = DEFAULT_DETECT, detectors: int = 1) -> None:
         """Load the shape predictor and encoder from ``paths`` (about 100 ms, 32 MB).
 
+        :raises faceapi.dlib_model.ModelFormatError: the encoder file is not the network the reader knows.
         :param detectors: HOG detectors to build now (0.2 s each): as many as detections
             expected to run at once, so that no request waits for one to be built.
         """
         self._predictor = dlib.shape_predictor(str(paths.shape_predictor))
-        self._encoder = dlib.face_recognition_model_v1(str(paths.encoder))
-        self._model_lock = threading.Lock()
+        self._encoder = FaceEncoder.load(paths.encoder)
+        self._predictor_lock = threading.Lock()
         self._detectors: queue.SimpleQueue[dlib.fhog_object_detector] = queue.SimpleQueue()
         for _ in range(detectors):
             self._detectors.put(dlib.get_frontal_face_detector())
@@ -152,12 +156,17 @@ class FaceEngine:
         """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""
         if not boxes:
             return np.empty((0, ENCODING_WIDTH))
+        return self._encoder.encode(self.face_chips(image, boxes))
+
+    def face_chips(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """The ``(len(boxes), 150, 150, 3)`` aligned chips the encoder reads, cut as dlib's
+        ``compute_face_descriptor`` cuts them (5 landmarks, padding 0.25, one call for all faces)."""
         shapes = dlib.full_object_detections()
-        with self._model_lock:
+        with self._predictor_lock:
             for box in boxes:
                 shapes.append(self._predictor(image, dlib.rectangle(box.left, box.top, box.right, box.bottom)))
-            descriptors = self._encoder.compute_face_descriptor(image, shapes, 1)
-        return np.array([np.array(d) for d in descriptors], dtype=np.float64)
+        chips = dlib.get_face_chips(image, shapes, size=self._encoder.chip_size, padding=0.25)
+        return np.stack(chips)
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Every face in ``image`` with its box (trimmed to the image) and encoding."""

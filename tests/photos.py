@@ -1,0 +1,69 @@
+"""Group photos built from the labelled faces, for tests and benchmarks.
+
+A class photo is what an attendance user sends: a 12 MP phone picture with rows of
+small faces. It is built from head crops of the labelled photos in ../shared/faces
+(each face's box from ``measured_hog.json``), scaled so that every face box is a
+given height, pasted in rows on a grey 4000x3000 canvas, and saved as a JPEG.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+
+from PIL import Image
+
+from tests.servers import FACES
+
+# One photo per person where possible, so the class is made of different faces.
+_SOURCES = [
+    "examples/knn_examples/train/alex_lacamoire/img1.jpg",
+    "examples/knn_examples/train/biden/biden2.jpg",
+    "examples/knn_examples/train/kit_harington/john1.jpeg",
+    "examples/knn_examples/train/kit_harington/john2.jpeg",
+    "examples/knn_examples/train/obama/obama.jpg",
+    "examples/knn_examples/train/rose_leslie/img1.jpg",
+    "examples/knn_examples/train/rose_leslie/img2.jpg",
+    "examples/lin-manuel-miranda.png",
+    "examples/alex-lacamoire.png",
+    "tests/test_images/biden.jpg",
+    "tests/test_images/obama2.jpg",
+]
+
+
+@functools.cache
+def _head_crops() -> tuple[tuple[Image.Image, int], ...]:
+    """(crop, face-box height in the crop) for each source: the HOG box with room for the head around it."""
+    measured = json.loads((FACES / "measured_hog.json").read_text())["images"]
+    crops = []
+    for relative in _SOURCES:
+        [(top, right, bottom, left)] = measured[relative]["face_locations_hog_upsample1"]
+        image = Image.open(FACES / relative).convert("RGB")
+        height, width = bottom - top, right - left
+        box = (max(0, left - int(0.4 * width)), max(0, top - int(0.5 * height)),
+               min(image.width, right + int(0.4 * width)), min(image.height, bottom + int(0.4 * height)))
+        crops.append((image.crop(box), height))
+    return tuple(crops)
+
+
+def class_photo(face_px: int, count: int = 40, size: tuple[int, int] = (4000, 3000), rows: int = 5) -> bytes:
+    """A JPEG of ``count`` faces, each face box about ``face_px`` tall, in ``rows`` rows across ``size``."""
+    canvas = Image.new("RGB", size, (128, 128, 128))
+    per_row = -(-count // rows)
+    cell_width, cell_height = size[0] // per_row, size[1] // rows
+    crops = _head_crops()
+    for index in range(count):
+        crop, face_height = crops[index % len(crops)]
+        scale = face_px / face_height
+        head = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+                           Image.Resampling.LANCZOS)
+        if head.width > cell_width or head.height > cell_height:
+            raise ValueError(f"{face_px} px faces do not fit {count} to a {size[0]}x{size[1]} photo")
+        row, column = divmod(index, per_row)
+        x = column * cell_width + (cell_width - head.width) // 2
+        y = row * cell_height + (cell_height - head.height) // 2
+        canvas.paste(head, (x, y))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
