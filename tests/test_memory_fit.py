@@ -1,0 +1,33 @@
+"""Two workers fit a 256 MB instance: the real service in a 256 MB memory cgroup under 12 MP load."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pathlib
+
+from tests.cgroup import memory_cgroup
+from tests.scenario import enroll
+from tests.servers import GunicornServer
+from tests.servers import upload
+from tests.test_gunicorn import _twelve_megapixel_jpeg
+
+
+def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None:
+    photo = _twelve_megapixel_jpeg()
+    env = {"WEB_CONCURRENCY": "2", "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl")}
+    with memory_cgroup(256 * 2**20) as group:
+        with GunicornServer(tmp_path / "gunicorn.log", env, launcher=group.launcher) as server:
+            assert enroll(server.client(), "obama", "obama.jpg").status_code == 201
+            workers = server.worker_pids()
+
+            def ask(_: int) -> list[str | None]:
+                response = server.client().post("/recognize", data={"image": upload(photo, "phone.jpg")})
+                assert response.status_code == 200, response.json
+                return [face["name"] for face in response.json["faces"]]
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                answers = list(pool.map(ask, range(48)))
+            assert answers == [["obama"]] * 48
+            assert server.worker_pids() == workers  # none killed and replaced
+            assert group.oom_kills() == 0
+            print(f"peak memory of the cgroup: {group.peak_mb():.0f} MB")
