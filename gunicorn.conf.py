@@ -39,8 +39,8 @@ bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.workers
 # gunicorn's gthread worker, but each request is received whole in the worker's event loop
 # before a thread serves it, so slow clients hold no thread (faceapi.worker, docs/BENCHMARKS.md).
-# Threads per worker: each thread has its own HOG detector, and detection releases the GIL,
-# so threads overlap detection and I/O; encoding is serialised per worker by the engine's lock.
+# Threads per worker: detection (dlib's HOG) and encoding (numpy's BLAS) release the GIL, so threads
+# overlap them with uploads and JSON; FACEAPI_MAX_CONCURRENT_IMAGES bounds the images analysed at once.
 worker_class = "faceapi.worker.BufferingWorker"
 threads = _settings.threads
 # A 12 MP photo takes well under a second; 120 s only catches a stuck worker.

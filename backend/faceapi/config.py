@@ -129,7 +129,7 @@ _SPECS: dict[str, _Spec] = {
     "workers": _Spec("WEB_CONCURRENCY", int, _positive,
                      "gunicorn worker processes. Default: one per core, at most one per 128 MiB of memory."),
     "threads": _Spec("FACEAPI_THREADS", int, _positive,
-                     "Threads per worker. Detection runs in parallel across threads; encoding is serialised per worker."),
+                     "Threads per worker. They overlap uploads, JSON and store access; detection and encoding release the GIL, so images in different slots are analysed in parallel."),
     "max_concurrent_images": _Spec("FACEAPI_MAX_CONCURRENT_IMAGES", int, _positive,
                                    "Images decoded and analysed at once per worker; more requests wait. Bounds memory per worker."),
     "store_path": _Spec("FACEAPI_STORE_PATH", str, lambda v: None if v else "must not be empty",
