@@ -20,6 +20,9 @@ from PIL import Image
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
+# How far over ``max_side_px`` a decoded image may be and still be used without shrinking.
+KEEP_OVER_BOUND = 1.3
+
 
 class UnreadableImage(ValueError):
     """The bytes are not an image Pillow can decode completely."""
@@ -52,7 +55,8 @@ def decode_image(
 
     Animated and multi-page images give their first frame.
 
-    :param max_side_px: longest side of the returned pixels; smaller images are not enlarged.
+    :param max_side_px: longest side of the returned pixels; smaller images are not enlarged, and
+        images (after JPEG draft decoding) up to ``KEEP_OVER_BOUND`` times larger are not shrunk.
     :param max_pixels: largest ``width * height`` accepted, checked from the header alone.
     :param max_full_decode_pixels: largest ``width * height`` accepted for formats that must be
         decoded at full size (all but JPEG, which draft mode decodes reduced): this bounds a
@@ -103,11 +107,14 @@ def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> 
     # A 90-degree orientation swaps the sides; compare shapes, since draft mode may have shrunk both.
     turned = image.size != decoded_size
     upright_width, upright_height = (height, width) if turned else (width, height)
+    # A decoded copy at most KEEP_OVER_BOUND over the bound is used as it is: shrinking it would cost
+    # 20-40 ms (docs/ENCODER.md), more than the few extra pixels cost downstream.
+    bound = max(image.size) if max(image.size) <= KEEP_OVER_BOUND * max_side_px else max_side_px
     if image.mode in _RESAMPLABLE_MODES:
         # Shrink first (in place), so that any mode conversion copies the small image, not the upload.
-        image.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR, reducing_gap=None)
+        image.thumbnail((bound, bound), Image.Resampling.BILINEAR, reducing_gap=None)
     rgb = image if image.mode == "RGB" else _to_rgb(image)
-    rgb.thumbnail((max_side_px, max_side_px), Image.Resampling.BILINEAR, reducing_gap=None)
+    rgb.thumbnail((bound, bound), Image.Resampling.BILINEAR, reducing_gap=None)
     pixels = np.asarray(rgb, dtype=np.uint8)
     return DecodedImage(
         pixels=np.ascontiguousarray(pixels),
