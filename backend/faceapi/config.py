@@ -29,6 +29,10 @@ class _Spec:
     doc: str
     secret: bool = False  # never echoed in error messages
 
+    def shown(self, value: Any) -> str:
+        """``value`` as an error message may quote it."""
+        return "<hidden>" if self.secret else repr(value)
+
 
 def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
@@ -201,8 +205,7 @@ class Settings:
             spec = _SPECS[name]
             problem = spec.check(value)
             if problem:
-                shown = "<hidden>" if spec.secret else repr(raw[spec.env] if raw else value)
-                problems.append(f"{spec.env}={shown}: {problem}")
+                problems.append(f"{spec.env}={spec.shown(raw[spec.env] if raw else value)}: {problem}")
         return problems
 
     @classmethod
@@ -221,8 +224,7 @@ class Settings:
             try:
                 values[name] = spec.parse(raw.strip())
             except ValueError:
-                shown = "<hidden>" if spec.secret else repr(raw)
-                problems.append(f"{spec.env}={shown}: not a valid {spec.parse.__name__}")
+                problems.append(f"{spec.env}={spec.shown(raw)}: not a valid {spec.parse.__name__}")
         problems += cls._range_problems(values, environ)
         if problems:
             raise ConfigError(_format_problems(problems))
