@@ -79,6 +79,8 @@ def test_threads_encode_at_the_same_time() -> None:
     Run in a fresh interpreter with a 100 s switch interval, so that Python never takes the GIL
     from a thread by force: the only way the second thread runs while the first is encoding is
     that the first released it. dlib's own encoder, the control, holds it for whole calls.
+    A run counts only if the control shows no overlap: once, in CI, it did (the switch interval
+    was not honoured, perhaps a paused machine), so up to three runs are made.
     """
     script = textwrap.dedent(f"""
         import json, sys, threading, time
@@ -104,14 +106,20 @@ def test_threads_encode_at_the_same_time() -> None:
             for thread in threads: thread.join()
             return sum(max(0.0, min(a1, b1) - max(a0, b0)) for a0, a1 in spans[0] for b0, b1 in spans[1])
         sys.setswitchinterval(100)
-        print(json.dumps({{"ours": overlap(ours_call), "dlib": overlap(theirs_call)}}))
+        runs = []
+        for _ in range(3):
+            runs.append({{"dlib": overlap(theirs_call), "ours": overlap(ours_call)}})
+            if runs[-1]["dlib"] == 0.0:
+                break
+        print(json.dumps(runs))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             env={"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
-    overlap = json.loads(result.stdout)
-    assert overlap["dlib"] == 0.0, overlap  # the control: one encoding at a time
-    assert overlap["ours"] > 0.01, overlap  # seconds during which both threads were inside an encoding
+    runs = json.loads(result.stdout)
+    valid = [run for run in runs if run["dlib"] == 0.0]  # the control: one encoding at a time
+    assert valid, f"the control overlapped in every run, so the measurement is void: {runs}"
+    assert valid[0]["ours"] > 0.01, runs  # seconds during which both threads were inside an encoding
 
 
 # The reader refuses what it does not understand.
