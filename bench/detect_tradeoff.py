@@ -1,7 +1,8 @@
-"""Detection size and upsampling vs time and faces found, on the photos in ../shared/faces.
+"""Default scan side vs time and faces found, on the photos in ../shared/faces.
 
 Usage: .venv/bin/python bench/detect_tradeoff.py [--repeats 3]
-Prints, per (detect side, upsample), the median detection time per photo size and
+Prints, per FACEAPI_DETECT_SIDE_PX (faces of 40 px at most searched, as by default), the median
+detection time per photo size and
 how many faces were found on the group photos, next to the smallest face found.
 """
 
@@ -16,9 +17,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 
-from faceapi.engine import DetectOptions  # noqa: E402
 from faceapi.engine import FaceEngine  # noqa: E402
 from faceapi.imaging import decode_image  # noqa: E402
+from faceapi.scanning import DetectOptions  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "faces"
 PHOTOS = {
@@ -39,20 +40,19 @@ def main() -> None:
         label: decode_image((FACES / path).read_bytes(), max_side_px=1600, max_pixels=10**9).pixels
         for label, path in PHOTOS.items()
     }
-    print("side upsample | " + " | ".join(f"{label} s (faces, smallest px)" for label in images))
-    for side in (480, 640, 800, 1024, None):
-        for upsample in (0, 1):
-            engine = FaceEngine.load(DetectOptions(max_side_px=side, upsample=upsample))
-            cells = []
-            for _label, pixels in images.items():
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    boxes = engine.face_locations(pixels)
-                    times.append(time.perf_counter() - start)
-                smallest = min((b.bottom - b.top for b in boxes), default=0)
-                cells.append(f"{statistics.median(times):.3f} ({len(boxes)}, {smallest})")
-            print(f"{side or 'full'} {upsample} | " + " | ".join(cells), flush=True)
+    print("scan side | " + " | ".join(f"{label} s (faces, smallest px)" for label in images))
+    for side in (640, 960, 1280, 1600, None):
+        engine = FaceEngine.load(DetectOptions(scan_side_px=side))
+        cells = []
+        for _label, pixels in images.items():
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                boxes = engine.face_locations(pixels)
+                times.append(time.perf_counter() - start)
+            smallest = min((b.bottom - b.top for b in boxes), default=0)
+            cells.append(f"{statistics.median(times):.3f} ({len(boxes)}, {smallest})")
+        print(f"{side or 'full'} | " + " | ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,12 @@ from tests.servers import FACES  # noqa: E402
 from bench.compare import phone_photo  # noqa: E402
 from faceapi.config import Settings  # noqa: E402
 from faceapi.encoder import FaceEncoder  # noqa: E402
-from faceapi.engine import DetectOptions  # noqa: E402
 from faceapi.engine import FaceEngine  # noqa: E402
 from faceapi.engine import ModelPaths  # noqa: E402
 from faceapi.imaging import decode_image  # noqa: E402
 from faceapi.matching import Gallery  # noqa: E402
 from faceapi.matching import match_faces  # noqa: E402
+from faceapi.services import detect_options  # noqa: E402
 
 
 def median_ms(call: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     settings = Settings()
-    engine = FaceEngine.load(DetectOptions(settings.detect_side_px, settings.detect_upsample))
+    engine = FaceEngine.load(detect_options(settings))
     encoder = FaceEncoder.load(ModelPaths.from_package().encoder)
     rng = np.random.default_rng(0)
     gallery = Gallery.build([f"p{i}" for i in range(1000)], rng.normal(size=(1000, 128)).astype(np.float32) / 11)

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from faceapi.engine import Box
-from faceapi.engine import DetectOptions
 from faceapi.engine import FaceEngine
 from faceapi.engine import MultipleFaces
 from faceapi.engine import NoFaceFound
 from faceapi.imaging import decode_image
 from faceapi.matching import face_distance
+from faceapi.scanning import DetectOptions
 from tests.conftest import face_photo
 from tests.conftest import test_images
 from tests.oracle import face_recognition
@@ -33,7 +33,7 @@ def pixels(relative: str, max_side_px: int = 1600):
 @pytest.fixture(scope="module")
 def exact_engine() -> FaceEngine:
     """Detection on the image itself, as face_recognition does."""
-    return FaceEngine.load(DetectOptions(max_side_px=None, upsample=1))
+    return FaceEngine.load(DetectOptions(min_face_px=40, scan_side_px=None))
 
 
 def test_asserted_obama_location(exact_engine: FaceEngine) -> None:

@@ -25,12 +25,14 @@ from faceapi.imaging import decode_image
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import match_faces
 from faceapi.memory import release_free_memory
+from faceapi.scanning import ScanPlan
 from faceapi.services import Services
 
 bp = Blueprint("faces", __name__)
 
 MAX_NAME_LENGTH = 100
 MAX_ENROLL_IMAGES = 10
+MAX_MIN_FACE_PX = 100_000
 
 
 def get_services() -> Services:
@@ -64,13 +66,15 @@ def enroll() -> tuple[dict[str, Any], int]:
         raise InvalidRequest("missing_image", "send one or more images as multipart field 'image'")
     if len(uploads) > MAX_ENROLL_IMAGES:
         raise InvalidRequest("too_many_images", f"send at most {MAX_ENROLL_IMAGES} images per enrollment")
-    faces = [_faces_in(upload, single=True)[0] for upload in uploads]
+    min_face_px = _read_min_face_px()
+    found = [_faces_in(upload, min_face_px, single=True) for upload in uploads]
+    faces = [image_faces[0] for image_faces, _ in found]
     enrollment = services.store.add_faces(name, _stack(face.encoding for face in faces))
     return {
         "name": enrollment.name,
         "faces": [
-            {"id": face_id, "box": dataclasses.asdict(face.box)}
-            for face_id, face in zip(enrollment.face_ids, faces, strict=True)
+            {"id": face_id, "box": dataclasses.asdict(face.box), "detection": _detection(plan)}
+            for face_id, face, (_, plan) in zip(enrollment.face_ids, faces, found, strict=True)
         ],
         "face_count": enrollment.face_count,
     }, 201
@@ -81,9 +85,10 @@ def recognize() -> dict[str, Any]:
     """Every face in ``image``, each with the enrolled name it matches or null."""
     services = get_services()
     tolerance = _read_tolerance(services.settings.tolerance)
-    faces = _faces_in(_single_upload(), single=False)
+    faces, plan = _faces_in(_single_upload(), _read_min_face_px(), single=False)
     matches = match_faces(services.store.gallery(), _stack(face.encoding for face in faces), tolerance)
     return {
+        "detection": _detection(plan),
         "faces": [
             {
                 "box": dataclasses.asdict(face.box),
@@ -136,6 +141,25 @@ def _read_tolerance(default: float) -> float:
     return tolerance
 
 
+def _read_min_face_px() -> int | None:
+    raw = request.values.get("min_face_px")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_MIN_FACE_PX:
+        raise InvalidRequest("invalid_min_face_px",
+                             f"min_face_px must be a whole number of pixels from 1 to {MAX_MIN_FACE_PX}")
+    return value
+
+
+def _detection(plan: ScanPlan) -> dict[str, Any]:
+    """What the scan searched: faces from ``min_face_px`` up; ``limited`` if the pixel cap made that coarser."""
+    return {"min_face_px": plan.min_face_px, "limited": plan.limited}
+
+
 def _single_upload() -> FileStorage:
     uploads = request.files.getlist("image")
     if not uploads:
@@ -145,9 +169,13 @@ def _single_upload() -> FileStorage:
     return uploads[0]
 
 
-def _faces_in(upload: FileStorage, *, single: bool) -> list[Face]:
-    """The faces in one upload, boxes in its own coordinates; ``single`` demands exactly one face.
+def _faces_in(upload: FileStorage, min_face_px: int | None, *, single: bool) -> tuple[list[Face], ScanPlan]:
+    """The faces in one upload, boxes in its own coordinates, and how it was scanned.
 
+    :param min_face_px: the smallest face to find, in uploaded pixels (None: the server's default).
+    :param single: demand exactly one face.
+
+    The image is decoded large enough for the scan (and at least ``FACEAPI_ENCODE_SIDE_PX``).
     Decoding and analysis hold one of the worker's image slots, and the pixels are
     dropped before the slot is released, so a worker holds at most
     ``FACEAPI_MAX_CONCURRENT_IMAGES`` decoded images at a time.
@@ -157,17 +185,28 @@ def _faces_in(upload: FileStorage, *, single: bool) -> list[Face]:
         raise InvalidRequest("empty_image", "the uploaded image is empty")
     services = get_services()
     settings = services.settings
+    engine = services.engine
+
+    def plan_for(width: int, height: int) -> ScanPlan:
+        return engine.detect_options.plan(width, height, min_face_px)
+
+    def decode_side(width: int, height: int) -> int:
+        longest = max(width, height)
+        return max(settings.encode_side_px, math.ceil(min(1.0, plan_for(width, height).scale) * longest))
+
     with services.image_slots:
-        image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=settings.max_image_pixels,
+        image = decode_image(data, max_side_px=decode_side, max_pixels=settings.max_image_pixels,
                              max_full_decode_pixels=settings.max_full_decode_pixels)
+        plan = plan_for(image.width, image.height)
+        scale = plan.scale * image.scale  # scanned pixels per decoded pixel
         if single:
-            faces = [services.engine.find_single_face(image.pixels)]
+            faces = [engine.find_single_face(image.pixels, scale)]
         else:
-            faces = services.engine.find_faces(image.pixels)
+            faces = engine.find_faces(image.pixels, scale)
         located = [Face(_to_upload_frame(face.box, image), face.encoding) for face in faces]
         del image
         release_free_memory()
-        return located
+        return located, plan
 
 
 def _to_upload_frame(box: Box, image: DecodedImage) -> Box:

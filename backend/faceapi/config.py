@@ -42,10 +42,6 @@ def _seconds(value: float) -> str | None:
     return None if math.isfinite(value) and value > 0 else "must be a number of seconds greater than 0"
 
 
-def _non_negative(value: int) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
-
-
 def _tolerance(value: float) -> str | None:
     if math.isfinite(value) and 0 < value <= 1:
         return None
@@ -151,9 +147,11 @@ _SPECS: dict[str, _Spec] = {
     "max_full_decode_pixels": _Spec("FACEAPI_MAX_FULL_DECODE_PIXELS", int, _positive,
                                     "Largest PNG, WebP, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, about 4 bytes a pixel."),
     "detect_side_px": _Spec("FACEAPI_DETECT_SIDE_PX", int, _detect_side,
-                            "Longest side of the copy the face detector scans; larger finds smaller faces, slower. 0 scans the encoding copy itself (face_recognition's exact boxes)."),
-    "detect_upsample": _Spec("FACEAPI_DETECT_UPSAMPLE", int, _non_negative,
-                             "Times the detector upsamples its copy; each doubles the side, finds faces half as small, costs about 4x."),
+                            "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, a sixteenth of its longest side). 0: no such bound."),
+    "min_face_px": _Spec("FACEAPI_MIN_FACE_PX", int, _positive,
+                         "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (bounded by `FACEAPI_DETECT_SIDE_PX`)."),
+    "max_scan_pixels": _Spec("FACEAPI_MAX_SCAN_PIXELS", int, _positive,
+                             "Most pixels one detection may scan; time and memory grow with it. A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`."),
     "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _min_side,
                             "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is)."),
     "api_key_digests": _Spec("API_KEYS", _api_key_digests, _any,
@@ -180,8 +178,9 @@ class Settings:
     request_timeout_s: float = 60.0
     max_image_pixels: int = 50_000_000
     max_full_decode_pixels: int = 4_000_000
-    detect_side_px: int = 640
-    detect_upsample: int = 1
+    detect_side_px: int = 1280
+    min_face_px: int = 40
+    max_scan_pixels: int = 12_000_000
     encode_side_px: int = 1600
     api_key_digests: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)

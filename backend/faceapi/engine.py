@@ -21,10 +21,12 @@ Thread safety, by construction:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import math
 import pathlib
 import queue
 import threading
@@ -34,8 +36,10 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.matching import ENCODING_WIDTH
+from faceapi.scanning import DetectOptions
 
 _PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 _ENCODER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -92,20 +96,6 @@ class ModelPaths:
         return cls(shape_predictor=models / _PREDICTOR_FILE, encoder=models / _ENCODER_FILE)
 
 
-@dataclasses.dataclass(frozen=True)
-class DetectOptions:
-    """How hard the detector looks.
-
-    :param max_side_px: longest side of the copy the detector scans, or None for the
-        image itself. HOG's window is 80 px, so the smallest face found is about
-        ``80 / 2**upsample`` px on that copy; cost grows with its pixel count.
-    :param upsample: times the copy is doubled before scanning (``number_of_times_to_upsample``).
-    """
-
-    max_side_px: int | None = 640
-    upsample: int = 1
-
-
 DEFAULT_DETECT = DetectOptions()
 
 
@@ -133,30 +123,39 @@ class FaceEngine:
         """An engine on the models of the installed ``face_recognition_models`` package."""
         return cls(ModelPaths.from_package(), detect, detectors)
 
-    def face_locations(self, image: np.ndarray) -> list[Box]:
+    def face_locations(self, image: np.ndarray, scale: float | None = None) -> list[Box]:
         """Boxes of every face in ``image``, in its own coordinates, not trimmed to its bounds.
 
-        Detection runs on a copy shrunk to ``detect_options.max_side_px``; boxes
-        are scaled back, so they may differ by a few pixels from a full-size scan.
+        :param scale: scanned pixels per pixel of ``image`` (`faceapi.scanning.ScanPlan`); the
+            smallest face found is about ``80 / scale`` px. None: the default plan of `detect_options`.
+            Above 1 the image is doubled by dlib (``upsample``) as often as needed, after
+            shrinking it to the rest: 2 is face_recognition's own scan, boxes and all.
         """
-        options = self.detect_options
         height, width = image.shape[:2]
-        longest = max(height, width)
-        factor = 1.0
+        if scale is None:
+            scale = self.detect_options.plan(width, height).scale
+        upsample = max(0, math.ceil(math.log2(scale) - 1e-9))
+        shrink = scale / 2**upsample
         scan = image
-        if options.max_side_px is not None and longest > options.max_side_px:
-            factor = longest / options.max_side_px
-            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+        if shrink < 1 - 1e-6:
+            size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
             scan = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         with self._borrowed_detector() as detector:
-            rects = detector(scan, options.upsample)
+            rects = detector(scan, upsample)
+        factor = max(height, width) / max(scan.shape[:2])
         return [Box(r.top(), r.right(), r.bottom(), r.left()).scaled(factor) for r in rects]
 
     def face_encodings(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""
         if not boxes:
             return np.empty((0, ENCODING_WIDTH))
-        return self._encoder.encode(self.face_chips(image, boxes))
+        chips = self.face_chips(image, boxes)
+        if len(chips) < 2 * BATCH_FACES:
+            return self._encoder.encode(chips)
+        # A group photo: two threads encode half the faces each (the GIL is released), same numbers.
+        half = (len(chips) // 2 // BATCH_FACES) * BATCH_FACES
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            return np.concatenate(list(pool.map(self._encoder.encode, (chips[:half], chips[half:]))))
 
     def face_chips(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The ``(len(boxes), 150, 150, 3)`` aligned chips the encoder reads, cut as dlib's
@@ -168,17 +167,17 @@ class FaceEngine:
         chips = dlib.get_face_chips(image, shapes, size=self._encoder.chip_size, padding=0.25)
         return np.stack(chips)
 
-    def find_faces(self, image: np.ndarray) -> list[Face]:
-        """Every face in ``image`` with its box (trimmed to the image) and encoding."""
-        return self._faces_at(image, self.face_locations(image))
+    def find_faces(self, image: np.ndarray, scale: float | None = None) -> list[Face]:
+        """Every face in ``image`` with its box (trimmed to the image) and encoding; ``scale``: see `face_locations`."""
+        return self._faces_at(image, self.face_locations(image, scale))
 
-    def find_single_face(self, image: np.ndarray) -> Face:
-        """The one face in ``image``, for enrollment.
+    def find_single_face(self, image: np.ndarray, scale: float | None = None) -> Face:
+        """The one face in ``image``, for enrollment; ``scale``: see `face_locations`.
 
         :raises NoFaceFound: no face was found.
         :raises MultipleFaces: more than one face was found.
         """
-        boxes = self.face_locations(image)
+        boxes = self.face_locations(image, scale)
         if not boxes:
             raise NoFaceFound("no face was found in the image")
         if len(boxes) > 1:

@@ -14,6 +14,7 @@ import dataclasses
 import io
 import struct
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -49,14 +50,19 @@ class DecodedImage:
 
 
 def decode_image(
-    data: bytes, *, max_side_px: int, max_pixels: int, max_full_decode_pixels: int | None = None
+    data: bytes,
+    *,
+    max_side_px: int | Callable[[int, int], int],
+    max_pixels: int,
+    max_full_decode_pixels: int | None = None,
 ) -> DecodedImage:
     """Decode ``data``, apply its EXIF orientation, convert to RGB and bound its longest side.
 
     Animated and multi-page images give their first frame.
 
-    :param max_side_px: longest side of the returned pixels; smaller images are not enlarged, and
-        images (after JPEG draft decoding) up to ``KEEP_OVER_BOUND`` times larger are not shrunk.
+    :param max_side_px: longest side of the returned pixels, or a function of the image's
+        ``(width, height)`` that gives it; smaller images are not enlarged, and images (after
+        JPEG draft decoding) up to ``KEEP_OVER_BOUND`` times larger are not shrunk.
     :param max_pixels: largest ``width * height`` accepted, checked from the header alone.
     :param max_full_decode_pixels: largest ``width * height`` accepted for formats that must be
         decoded at full size (all but JPEG, which draft mode decodes reduced): this bounds a
@@ -91,12 +97,16 @@ def decode_image(
         raise UnreadableImage("the image is truncated or corrupt") from exc
 
 
-def _decode_opened(image: Image.Image, *, max_side_px: int, max_pixels: int) -> DecodedImage:
+def _decode_opened(
+    image: Image.Image, *, max_side_px: int | Callable[[int, int], int], max_pixels: int
+) -> DecodedImage:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise UnreadableImage("the image has no pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if callable(max_side_px):
+        max_side_px = max_side_px(width, height)
     if image.format == "JPEG" and max(width, height) > max_side_px:
         # Decode at the smallest DCT scale that is still at least max_side_px long.
         ratio = max_side_px / max(width, height)

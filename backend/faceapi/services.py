@@ -6,8 +6,8 @@ import dataclasses
 import threading
 
 from faceapi.config import Settings
-from faceapi.engine import DetectOptions
 from faceapi.engine import FaceEngine
+from faceapi.scanning import DetectOptions
 from faceapi.store import Store
 from faceapi.store import open_store
 
@@ -27,7 +27,11 @@ class Services:
         """Load the models (unless an engine is given) and open the store that ``settings`` name."""
         if engine is None:
             # One detector per image slot: detection only runs while a slot is held.
-            engine = FaceEngine.load(DetectOptions(settings.detect_side_px or None, settings.detect_upsample),
-                                     detectors=settings.max_concurrent_images)
+            engine = FaceEngine.load(detect_options(settings), detectors=settings.max_concurrent_images)
         store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads)
         return cls(settings, engine, store, threading.BoundedSemaphore(settings.max_concurrent_images))
+
+
+def detect_options(settings: Settings) -> DetectOptions:
+    """The detection settings, as the engine takes them."""
+    return DetectOptions(settings.min_face_px, settings.detect_side_px or None, settings.max_scan_pixels)

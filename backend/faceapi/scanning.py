@@ -1,0 +1,61 @@
+"""How hard to look for faces: the scan plan of one upload.
+
+Pure arithmetic, no dlib: the engine carries the plan out. dlib's HOG face detector
+slides an 80 px window over an image pyramid (each level 5/6 of the one before), so
+it finds faces from about 80 px of the scanned copy upwards. To find faces of ``m``
+px in an upload, the upload is scanned at ``80 / m`` scan pixels per upload pixel,
+and the cost grows with the pixels scanned: that is the one lever, and a cap bounds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+# dlib's frontal face detector finds faces from this size (its window), in scanned pixels.
+WINDOW_PX = 80
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanPlan:
+    """How one upload is scanned.
+
+    :param scale: scanned pixels per uploaded pixel, along each side (above 1: upsampled).
+    :param min_face_px: the smallest face height searched, in uploaded pixels.
+    :param limited: the pixel cap made the scan coarser than asked (``min_face_px`` is larger).
+    """
+
+    scale: float
+    min_face_px: int
+    limited: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectOptions:
+    """What a scan looks for when the caller does not say, and what it may cost at most.
+
+    :param min_face_px: the smallest face searched by default, in uploaded pixels.
+    :param scan_side_px: by default, scan at most this longest side: on larger photos the
+        default smallest face grows with the photo (``80 * longest / scan_side_px``), so
+        that the default cost stays that of a ``scan_side_px`` image. None: no such bound.
+    :param max_scan_pixels: the most pixels any scan may cover; a finer scan asked for is
+        clamped to it and reported as limited.
+    """
+
+    min_face_px: int = 40
+    scan_side_px: int | None = 1280
+    max_scan_pixels: int = 12_000_000
+
+    def plan(self, width: int, height: int, min_face_px: int | None = None) -> ScanPlan:
+        """The scan of a ``width`` x ``height`` upload for faces of ``min_face_px`` (None: the default)."""
+        if min_face_px is None:
+            scale = WINDOW_PX / self.min_face_px
+            if self.scan_side_px:
+                scale = min(scale, self.scan_side_px / max(width, height))
+        else:
+            scale = WINDOW_PX / min_face_px
+        limited = scale * scale * width * height > self.max_scan_pixels
+        if limited:
+            scale = math.sqrt(self.max_scan_pixels / (width * height))
+        min_face_px = math.ceil(WINDOW_PX / scale - 1e-6)
+        return ScanPlan(scale, min_face_px, limited)
