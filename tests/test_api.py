@@ -60,9 +60,9 @@ def test_empty_gallery_and_no_face(client) -> None:
     blank = io.BytesIO()
     Image.new("RGB", (320, 240), "gray").save(blank, "PNG")
     response = client.post("/recognize", data={"image": upload(blank.getvalue(), "blank.png")})
-    # A 320 px photo is searched for faces from 40 px (the default; 80 px windows on a copy doubled once).
+    # A 320 px photo is searched for faces from 36 px (the default: 72 px boxes on a copy doubled once).
     assert response.status_code == 200
-    assert response.json == {"faces": [], "detection": {"min_face_px": 40, "limited": False}}
+    assert response.json == {"faces": [], "detection": {"min_face_px": 36, "limited": False}}
 
 
 def test_enroll_is_all_or_nothing(client) -> None:

@@ -1,4 +1,5 @@
-"""Two workers fit a 256 MB instance: the real service in a 256 MB memory cgroup under 12 MP load."""
+"""Two workers fit a 256 MB instance: the real service in a 256 MB memory cgroup under 12 MP load,
+including class photos that ask for the finest scan (clamped to FACEAPI_MAX_SCAN_PIXELS)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import concurrent.futures
 import pathlib
 
 from tests.cgroup import memory_cgroup
+from tests.photos import class_photo
 from tests.scenario import enroll
 from tests.servers import GunicornServer
 from tests.servers import upload
@@ -14,6 +16,7 @@ from tests.test_gunicorn import _twelve_megapixel_jpeg
 
 def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None:
     photo = _twelve_megapixel_jpeg()
+    group_photo = class_photo(80)
     env = {"WEB_CONCURRENCY": "2", "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl")}
     with memory_cgroup(256 * 2**20) as group:
         with GunicornServer(tmp_path / "gunicorn.log", env, launcher=group.launcher) as server:
@@ -25,9 +28,17 @@ def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None
                 assert response.status_code == 200, response.json
                 return [face["name"] for face in response.json["faces"]]
 
+            def ask_finest(_: int) -> dict[str, object]:
+                form = {"image": upload(group_photo, "class.jpg"), "min_face_px": "1"}
+                response = server.client().post("/recognize", data=form)
+                assert response.status_code == 200, response.json
+                return response.json["detection"]
+
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                finest = [pool.submit(ask_finest, i) for i in range(8)]
                 answers = list(pool.map(ask, range(48)))
             assert answers == [["obama"]] * 48
+            assert all(future.result()["limited"] for future in finest)
             assert server.worker_pids() == workers  # none killed and replaced
             assert group.oom_kills() == 0
             print(f"peak memory of the cgroup: {group.peak_mb():.0f} MB")

@@ -188,7 +188,7 @@ def _faces_in(upload: FileStorage, min_face_px: int | None, *, single: bool) -> 
     engine = services.engine
 
     def plan_for(width: int, height: int) -> ScanPlan:
-        return engine.detect_options.plan(width, height, min_face_px)
+        return services.detect.plan(width, height, min_face_px)
 
     def decode_side(width: int, height: int) -> int:
         longest = max(width, height)

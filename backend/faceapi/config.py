@@ -49,7 +49,7 @@ def _tolerance(value: float) -> str | None:
 
 
 def _min_side(value: int) -> str | None:
-    return None if value >= 80 else "must be at least 80 (dlib's smallest detection window)"
+    return None if value >= 80 else "must be at least 80 (dlib's detection window)"
 
 
 def _detect_side(value: int) -> str | None:
@@ -147,7 +147,7 @@ _SPECS: dict[str, _Spec] = {
     "max_full_decode_pixels": _Spec("FACEAPI_MAX_FULL_DECODE_PIXELS", int, _positive,
                                     "Largest PNG, WebP, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, about 4 bytes a pixel."),
     "detect_side_px": _Spec("FACEAPI_DETECT_SIDE_PX", int, _detect_side,
-                            "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, a sixteenth of its longest side). 0: no such bound."),
+                            "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 225 px on a 4000x3000 photo). 0: no such bound."),
     "min_face_px": _Spec("FACEAPI_MIN_FACE_PX", int, _positive,
                          "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (bounded by `FACEAPI_DETECT_SIDE_PX`)."),
     "max_scan_pixels": _Spec("FACEAPI_MAX_SCAN_PIXELS", int, _positive,
@@ -179,8 +179,8 @@ class Settings:
     max_image_pixels: int = 50_000_000
     max_full_decode_pixels: int = 4_000_000
     detect_side_px: int = 1280
-    min_face_px: int = 40
-    max_scan_pixels: int = 12_000_000
+    min_face_px: int = 36
+    max_scan_pixels: int = 3_000_000
     encode_side_px: int = 1600
     api_key_digests: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)

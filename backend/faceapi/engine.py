@@ -127,7 +127,7 @@ class FaceEngine:
         """Boxes of every face in ``image``, in its own coordinates, not trimmed to its bounds.
 
         :param scale: scanned pixels per pixel of ``image`` (`faceapi.scanning.ScanPlan`); the
-            smallest face found is about ``80 / scale`` px. None: the default plan of `detect_options`.
+            smallest face found is about ``72 / scale`` px. None: the default plan of `detect_options`.
             Above 1 the image is doubled by dlib (``upsample``) as often as needed, after
             shrinking it to the rest: 2 is face_recognition's own scan, boxes and all.
         """

@@ -1,0 +1,99 @@
+"""Group photos: the caller's min_face_px, the scan pixel cap, and recall on 12 MP class photos."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+from PIL import Image
+
+from faceapi import create_app
+from faceapi.config import Settings
+from faceapi.engine import FaceEngine
+from faceapi.imaging import decode_image
+from faceapi.scanning import DetectOptions
+from faceapi.scanning import ScanPlan
+from tests.conftest import TestClient
+from tests.photos import class_photo
+from tests.scenario import enroll
+from tests.servers import upload
+
+FULL_SCAN = 12_000_000  # a 4000x3000 photo scanned at full size
+
+
+def test_default_plan_keeps_the_scan_side() -> None:
+    options = DetectOptions()
+    # A small photo is doubled once: faces from 36 px, face_recognition's own scan.
+    assert options.plan(640, 480) == ScanPlan(scale=2.0, min_face_px=36, limited=False)
+    # A 12 MP photo is scanned at 1280 px: faces from 72 * 4000 / 1280 = 225 px.
+    assert options.plan(4000, 3000) == ScanPlan(scale=0.32, min_face_px=225, limited=False)
+
+
+def test_asked_plan_and_the_cap() -> None:
+    options = DetectOptions(max_scan_pixels=3_000_000)
+    assert options.plan(4000, 3000, 160) == ScanPlan(scale=0.45, min_face_px=160, limited=False)
+    # 80 px faces need 9.7 MP scanned; the cap allows 3 MP, so faces from 144 px are searched.
+    assert options.plan(4000, 3000, 80) == ScanPlan(scale=0.5, min_face_px=144, limited=True)
+    assert DetectOptions(max_scan_pixels=FULL_SCAN).plan(4000, 3000, 80).limited is False
+
+
+@pytest.mark.parametrize("face_px", [80, 120, 160, 240])
+def test_class_photo_recall_at_the_asked_size(face_px: int) -> None:
+    """40 faces of ``face_px`` on a 4000x3000 photo: all found when asked for, at most 2 extra boxes."""
+    options = DetectOptions(max_scan_pixels=FULL_SCAN)
+    engine = FaceEngine.load(options)
+    plan = options.plan(4000, 3000, face_px)
+    image = decode_image(class_photo(face_px), max_side_px=4000, max_pixels=FULL_SCAN)
+    faces = engine.find_faces(image.pixels, plan.scale)
+    assert 40 <= len(faces) <= 42
+    heights = sorted(face.box.bottom - face.box.top for face in faces)
+    assert 0.75 * face_px <= heights[0] and heights[-1] <= 1.5 * face_px, heights
+
+
+def test_default_finds_every_240_px_face(client: TestClient) -> None:
+    response = client.post("/recognize", data={"image": upload(class_photo(240), "class.jpg")})
+    assert response.status_code == 200
+    assert response.json["detection"] == {"min_face_px": 225, "limited": False}
+    assert len(response.json["faces"]) == 40
+
+
+def test_asked_size_finds_the_small_faces(client: TestClient) -> None:
+    """160 px faces are lost by default (the answer says faces from 225 px were searched), found when asked."""
+    photo = class_photo(160)
+    default = client.post("/recognize", data={"image": upload(photo, "class.jpg")})
+    assert default.json["detection"] == {"min_face_px": 225, "limited": False}
+    assert len(default.json["faces"]) < 40
+    asked = client.post("/recognize", data={"image": upload(photo, "class.jpg"), "min_face_px": "160"})
+    assert asked.status_code == 200
+    assert asked.json["detection"] == {"min_face_px": 160, "limited": False}
+    assert 40 <= len(asked.json["faces"]) <= 42
+    # Boxes are in the upload's coordinates.
+    assert all(face["box"]["bottom"] <= 3000 and face["box"]["right"] <= 4000 for face in asked.json["faces"])
+
+
+def test_cap_clamps_a_huge_scan(settings: Settings, engine: FaceEngine) -> None:
+    """A 48 MP upload asking for 20 px faces (1.2 G scanned pixels) is scanned at the 3 MP cap, and says so."""
+    canvas = Image.open(io.BytesIO(class_photo(240))).resize((8000, 6000), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=60)
+    app = create_app(dataclasses.replace(settings, upload_limit_bytes=30 * 2**20), engine=engine)
+    response = TestClient(app.test_client()).post(
+        "/recognize", data={"image": upload(buffer.getvalue(), "huge.jpg"), "min_face_px": "20"})
+    assert response.status_code == 200, response.json
+    # sqrt(3 MP / 48 MP) = 0.25 scanned pixels per pixel: faces from 72 / 0.25 = 288 px (these are 480 px).
+    assert response.json["detection"] == {"min_face_px": 288, "limited": True}
+    assert len(response.json["faces"]) == 40
+
+
+def test_enroll_says_how_it_searched(client: TestClient) -> None:
+    response = enroll(client, "obama", "obama.jpg")
+    assert response.status_code == 201
+    # obama.jpg is 1137 px long: by default scanned at 1280 px, faces from 72 * 1137 / 1280 = 64 px.
+    assert response.json["faces"][0]["detection"] == {"min_face_px": 64, "limited": False}
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "abc", "100001"])
+def test_bad_min_face_px(client: TestClient, value: str) -> None:
+    response = client.post("/recognize", data={"image": upload(class_photo(240), "class.jpg"), "min_face_px": value})
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_min_face_px"
