@@ -33,7 +33,7 @@ def pixels(relative: str, max_side_px: int = 1600):
 @pytest.fixture(scope="module")
 def exact_engine() -> FaceEngine:
     """Detection on the image itself, as face_recognition does."""
-    return FaceEngine.load(DetectOptions(min_face_px=36, scan_side_px=None))
+    return FaceEngine.load(DetectOptions(min_face_px=36, scan_side_px=None, max_scan_pixels=10**8))
 
 
 def test_asserted_obama_location(exact_engine: FaceEngine) -> None:

@@ -34,7 +34,6 @@ from collections.abc import Iterator
 
 import dlib
 import numpy as np
-from PIL import Image
 
 from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
@@ -138,8 +137,9 @@ class FaceEngine:
         shrink = scale / 2**upsample
         scan = image
         if shrink < 1 - 1e-6:
-            size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-            scan = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+            # dlib's bilinear resize, the one its pyramid uses: 2-3x faster than Pillow's
+            # antialiased one; the decoder's draft scale has already done any large reduction.
+            scan = dlib.resize_image(image, max(1, round(height * shrink)), max(1, round(width * shrink)))
         with self._borrowed_detector() as detector:
             rects = detector(scan, upsample)
         factor = max(height, width) / max(scan.shape[:2])
