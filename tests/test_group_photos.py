@@ -97,3 +97,14 @@ def test_enroll_says_how_it_searched(client: TestClient) -> None:
 def test_bad_min_face_px(client: TestClient, value: str) -> None:
     response = client.post("/recognize", data={"image": upload(class_photo(240), "class.jpg"), "min_face_px": value})
     assert response.status_code == 400 and response.json["error"]["code"] == "invalid_min_face_px"
+
+
+def test_many_faces_encode_on_two_threads_to_the_same_numbers(engine: FaceEngine) -> None:
+    """40 faces are encoded in two halves on two threads; the numbers are those of one call."""
+    image = decode_image(class_photo(240), max_side_px=4000, max_pixels=FULL_SCAN)
+    boxes = engine.face_locations(image.pixels, DetectOptions().plan(4000, 3000).scale)
+    assert len(boxes) == 40
+    together = engine.face_encodings(image.pixels, boxes)
+    one_call = engine._encoder.encode(engine.face_chips(image.pixels, boxes))
+    assert together.shape == (40, 128)
+    assert (together == one_call).all()
