@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import unicodedata
+from collections.abc import Callable
 from collections.abc import Iterable
 from typing import Any
+from typing import TypeVar
 
 import numpy as np
 from flask import Blueprint
@@ -33,6 +35,8 @@ bp = Blueprint("faces", __name__)
 MAX_NAME_LENGTH = 100
 MAX_ENROLL_IMAGES = 10
 MAX_MIN_FACE_PX = 100_000
+
+Number = TypeVar("Number", int, float)
 
 
 def get_services() -> Services:
@@ -129,29 +133,28 @@ def _read_name() -> str:
 
 
 def _read_tolerance(default: float) -> float:
-    raw = request.values.get("tolerance")
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        tolerance = float(raw)
-    except ValueError:
-        tolerance = math.nan
-    if not (math.isfinite(tolerance) and 0 < tolerance <= 1):
-        raise InvalidRequest("invalid_tolerance", "tolerance must be a number greater than 0 and at most 1")
-    return tolerance
+    tolerance = _read_number("tolerance", float, lambda value: math.isfinite(value) and 0 < value <= 1,
+                             "tolerance must be a number greater than 0 and at most 1")
+    return default if tolerance is None else tolerance
 
 
 def _read_min_face_px() -> int | None:
-    raw = request.values.get("min_face_px")
+    return _read_number("min_face_px", int, lambda value: 1 <= value <= MAX_MIN_FACE_PX,
+                        f"min_face_px must be a whole number of pixels from 1 to {MAX_MIN_FACE_PX}")
+
+
+def _read_number(field: str, parse: Callable[[str], Number], valid: Callable[[Number], bool],
+                 message: str) -> Number | None:
+    """Optional form or query field ``field``: None if absent or blank, else 400 ``invalid_<field>`` unless valid."""
+    raw = request.values.get(field)
     if raw is None or raw.strip() == "":
         return None
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_MIN_FACE_PX:
-        raise InvalidRequest("invalid_min_face_px",
-                             f"min_face_px must be a whole number of pixels from 1 to {MAX_MIN_FACE_PX}")
+        raise InvalidRequest(f"invalid_{field}", message) from None
+    if not valid(value):
+        raise InvalidRequest(f"invalid_{field}", message)
     return value
 
 

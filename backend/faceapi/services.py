@@ -21,8 +21,6 @@ class Services:
     store: Store
     # Held while an image is decoded and analysed: caps the transient memory of a worker.
     image_slots: threading.BoundedSemaphore
-    # How hard detection looks by default and at most (from the settings, whatever engine was given).
-    detect: DetectOptions
 
     @classmethod
     def build(cls, settings: Settings, engine: FaceEngine | None = None) -> Services:
@@ -31,8 +29,12 @@ class Services:
             # One detector per image slot: detection only runs while a slot is held.
             engine = FaceEngine.load(detect_options(settings), detectors=settings.max_concurrent_images)
         store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads)
-        return cls(settings, engine, store, threading.BoundedSemaphore(settings.max_concurrent_images),
-                   detect_options(settings))
+        return cls(settings, engine, store, threading.BoundedSemaphore(settings.max_concurrent_images))
+
+    @property
+    def detect(self) -> DetectOptions:
+        """How hard detection looks by default and at most: from the settings, whatever engine was given."""
+        return detect_options(self.settings)
 
 
 def detect_options(settings: Settings) -> DetectOptions:
