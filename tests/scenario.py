@@ -39,6 +39,6 @@ def run_labelled_scenario(client: Any) -> None:
     assert stranger.json["faces"][0]["distance"] > 0.6
 
     everyone = [{"name": "biden", "face_count": 1}, {"name": "obama", "face_count": 1}]
-    assert client.get("/people").json == {"people": everyone}
+    assert client.get("/people").json == {"people": everyone, "next": None}
     assert client.delete("/people/biden").json == {"name": "biden", "deleted_faces": 1}
     assert names(recognize(client, "examples/two_people.jpg")) == [None, "obama"]

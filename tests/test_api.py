@@ -62,7 +62,8 @@ def test_empty_gallery_and_no_face(client) -> None:
     response = client.post("/recognize", data={"image": upload(blank.getvalue(), "blank.png")})
     # A 320 px photo is searched for faces from 36 px (the default: 72 px boxes on a copy doubled once).
     assert response.status_code == 200
-    assert response.json == {"faces": [], "detection": {"min_face_px": 36, "limited": False}}
+    assert response.json == {"image": {"width": 320, "height": 240}, "faces": [],
+                             "detection": {"min_face_px": 36, "limited": False}}
 
 
 def test_enroll_is_all_or_nothing(client) -> None:
@@ -114,12 +115,16 @@ def test_bad_input(client, path: str, form, status: int, code: str) -> None:
     assert response.status_code == status, response.json
     assert response.json["error"]["code"] == code
     assert response.json["error"]["message"]
-    assert client.get("/people").json == {"people": []}  # nothing was stored
+    assert client.get("/people").json == {"people": [], "next": None}  # nothing was stored
 
 
-def test_json_body_instead_of_multipart(client) -> None:
+def test_json_body_without_encodings(client) -> None:
+    """A JSON body is for encodings: an image in it (base64 or anything) is named as the fault."""
     response = client.post("/recognize", data=json.dumps({"image": "aGVsbG8="}), content_type="application/json")
-    assert response.status_code == 400 and response.json["error"]["code"] == "missing_image"
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_encoding"
+    assert response.json["error"]["field"] == "encodings"
+    response = client.post("/enroll", data=json.dumps({"image": "aGVsbG8="}), content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "missing_name"
 
 
 def test_upload_over_limit(settings: Settings, engine) -> None:

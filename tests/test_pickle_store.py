@@ -121,3 +121,36 @@ def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
     store.add_faces("bob", _encodings(1, 2))
     backup = PickleStore(tmp_path / "faces.pkl.bak", MODEL)
     assert [person.name for person in backup.people()] == ["ada"]
+
+
+FORMAT_1_STORE = pathlib.Path(__file__).parent / "data" / "store-format-1.pkl"
+
+
+def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, engine) -> None:
+    """tests/data/store-format-1.pkl was written by the format-1 store (obama.jpg and obama2.jpg as
+    "Barack Obama", biden.jpg as "Joe Biden"); opening it upgrades the file, keeping every face."""
+    from faceapi import create_app
+    from faceapi.config import Settings
+    from tests.scenario import names
+    from tests.scenario import recognize
+
+    path = tmp_path / "faces.pkl"
+    path.write_bytes(FORMAT_1_STORE.read_bytes())
+    old = pickle.loads(FORMAT_1_STORE.read_bytes())  # our own file: plain data
+    assert old["format"] == 1 and old["model"] == engine.model_id
+    store = PickleStore(path, engine.model_id)
+    new = pickle.loads(path.read_bytes())
+    assert new["format"] == 2 and (tmp_path / "faces.pkl.bak").read_bytes() == FORMAT_1_STORE.read_bytes()
+    for name, person in old["people"].items():
+        faces = store.person_faces(name)
+        assert {f.face_id: f.encoding.tobytes() for f in faces} == dict(
+            zip(person["ids"], (row.tobytes() for row in np.frombuffer(person["encodings"], "<f4").reshape(-1, 128)),
+                strict=True))
+        assert all(f.created_at is None and f.external_id is None for f in faces)
+    PickleStore(path, engine.model_id)  # a second opening finds nothing to upgrade
+    assert path.read_bytes() == pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL)
+
+    client = create_app(Settings(store_path=str(path), workers=1), engine=engine).test_client()
+    assert names(recognize(client, "examples/two_people.jpg")) == ["Barack Obama", "Joe Biden"]
+    assert client.get("/people").json["people"] == [{"name": "Barack Obama", "face_count": 2},
+                                                    {"name": "Joe Biden", "face_count": 1}]

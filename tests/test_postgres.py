@@ -88,3 +88,27 @@ def test_killed_connections_are_replaced(gunicorn_factory, pg_url: str, database
         statuses = [client.get("/people").status_code for _ in range(4)]
         assert killed >= 1 and set(statuses) <= {200, 503} and statuses[-1] == 200, (killed, statuses)
     assert names(recognize(client, "tests/test_images/obama2.jpg")) == ["obama"]
+
+
+def test_schema_1_upgrades_once_with_two_instances_starting_together(pg_url: str) -> None:
+    """A database at schema 1 with faces; two stores open it at once: one migrates, every face stays."""
+    from faceapi.store import postgres
+    from faceapi.store.postgres import PostgresStore
+
+    with psycopg.connect(pg_url) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE faceapi_schema (version int NOT NULL)")
+            conn.execute(postgres._MIGRATIONS[0])
+            conn.execute("INSERT INTO faceapi_schema VALUES (1)")
+            person = conn.execute("INSERT INTO people (name) VALUES ('ada') RETURNING id").fetchone()[0]
+            conn.execute("INSERT INTO faces (id, person_id, model, encoding) VALUES ('f1', %s, 'm', %s)",
+                         (person, bytes(512)))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        stores = list(pool.map(lambda _: PostgresStore(pg_url, "m"), range(2)))
+    with psycopg.connect(pg_url) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM faceapi_schema ORDER BY version")]
+    assert versions == list(range(1, len(postgres._MIGRATIONS) + 1))
+    [face] = stores[1].person_faces("ada")
+    assert face.face_id == "f1" and face.external_id is None and face.created_at is not None
+    for store in stores:
+        store.close()

@@ -35,7 +35,7 @@ def test_trickling_clients_neither_stall_the_service_nor_store_anything(gunicorn
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 "), answer
         assert json.loads(body)["error"]["code"] == "request_timeout"
-    assert server.client().get("/people").json == {"people": [{"name": "obama", "face_count": 1}]}
+    assert server.client().get("/people").json["people"] == [{"name": "obama", "face_count": 1}]
     assert "(not received) 408" in server.log()
 
 

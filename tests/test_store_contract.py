@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from faceapi.store import FaceRecord
+from faceapi.store import NameTaken
+from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import open_store
 from faceapi.transfer import main as transfer_main
@@ -104,3 +106,71 @@ def test_transfer_command_works_from_any_directory(tmp_path) -> None:
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and "read 2 faces, added 2 new" in result.stdout, result.stderr
     assert (tmp_path / "backup" / "copy.pkl").is_file()
+
+
+def test_people_are_paged_in_code_point_order(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    for index, name in enumerate(["bob", "Zoë", "ada", "Émile", "zed"]):
+        store.add_faces(name, _encodings(index + 1, index))
+    everyone = [(p.name, p.face_count) for p in store.people()]
+    assert everyone == [("Zoë", 2), ("ada", 3), ("bob", 1), ("zed", 5), ("Émile", 4)]
+    assert [p.name for p in store.people(limit=2)] == ["Zoë", "ada"]
+    assert [p.name for p in store.people(limit=2, after="ada")] == ["bob", "zed"]
+    assert [p.name for p in store.people(limit=2, after="zed")] == ["Émile"]
+    assert store.people(limit=2, after="Émile") == []
+
+
+def test_person_faces_keep_time_and_external_id(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    first = store.add_faces("ada", _encodings(2, 1), external_ids=["badge-1", None])
+    second = store.add_faces("ada", _encodings(1, 2))
+    faces = open_store(store_location, MODEL).person_faces("ada")
+    assert [f.face_id for f in faces[2:]] == list(second.face_ids)
+    assert sorted(f.face_id for f in faces[:2]) == sorted(first.face_ids)
+    by_id = {f.face_id: f for f in faces}
+    assert by_id[first.face_ids[0]].external_id == "badge-1" and by_id[first.face_ids[1]].external_id is None
+    assert all(f.created_at is not None and f.created_at.utcoffset().total_seconds() == 0 for f in faces)
+    assert faces[0].created_at <= faces[2].created_at
+    np.testing.assert_array_equal(by_id[second.face_ids[0]].encoding, _encodings(1, 2)[0])
+    with pytest.raises(UnknownPerson):
+        store.person_faces("nobody")
+
+
+def test_rename_and_merge(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    store.add_faces("ada", _encodings(2, 1))
+    store.add_faces("bob", _encodings(1, 2))
+    assert store.rename_person("ada", "Ada Lovelace") == 2
+    assert [p.name for p in store.people()] == ["Ada Lovelace", "bob"]
+    assert sorted(open_store(store_location, MODEL).gallery().names) == ["Ada Lovelace"] * 2 + ["bob"]
+    with pytest.raises(NameTaken):
+        store.rename_person("bob", "Ada Lovelace")
+    assert store.rename_person("bob", "bob") == 1
+    assert store.rename_person("bob", "Ada Lovelace", merge=True) == 3
+    assert [(p.name, p.face_count) for p in store.people()] == [("Ada Lovelace", 3)]
+    with pytest.raises(UnknownPerson):
+        store.rename_person("bob", "carol")
+
+
+def test_remove_one_face(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    kept, gone = store.add_faces("ada", _encodings(2, 1)).face_ids
+    store.add_faces("bob", _encodings(1, 2))
+    assert store.remove_face("ada", gone) == 1
+    assert [f.face_id for f in store.person_faces("ada")] == [kept]
+    np.testing.assert_array_equal(store.person_faces("ada")[0].encoding, _encodings(2, 1)[0])
+    with pytest.raises(UnknownFace):
+        store.remove_face("ada", gone)
+    with pytest.raises(UnknownFace):
+        store.remove_face("bob", kept)  # another person's face
+    assert store.remove_face("ada", kept) == 0
+    assert [p.name for p in store.people()] == ["bob"] and store.gallery().names == ("bob",)
+
+
+def test_import_replace_swaps_everything(store_location: str) -> None:
+    store = open_store(store_location, MODEL)
+    store.add_faces("old", _encodings(2, 1))
+    records = [FaceRecord(f"id{i}", "new", _encodings(1, 10 + i)[0], external_id=f"x{i}") for i in range(2)]
+    assert store.import_faces(records, replace=True) == 2
+    assert [(p.name, p.face_count) for p in store.people()] == [("new", 2)]
+    assert [f.external_id for f in store.faces()] == ["x0", "x1"]

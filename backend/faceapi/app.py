@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     requestlog.init_app(app)
     auth.init_app(app, settings.api_key_digests)
     errors.init_app(app)
-    app.register_blueprint(api.bp)
+    api.register(app)
     return app
 
 

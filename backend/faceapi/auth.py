@@ -19,8 +19,9 @@ from werkzeug.exceptions import Unauthorized
 
 log = logging.getLogger(__name__)
 
-# Probes must answer without a key: platforms call them unauthenticated.
-OPEN_ENDPOINTS = frozenset({"faces.health", "faces.ready"})
+# Probes must answer without a key: platforms call them unauthenticated. The contract and its
+# page hold no data, and the page's "Authorize" button supplies the key for the calls it makes.
+OPEN_ENDPOINTS = frozenset({"faces.health", "faces.ready", "docs.openapi", "docs.docs_page", "docs.docs_asset"})
 
 
 def init_app(app: Flask, key_digests: tuple[str, ...]) -> None:

@@ -69,6 +69,24 @@ class Box:
         """This box trimmed to an image of the given size (``_trim_css_to_bounds``)."""
         return Box(max(self.top, 0), min(self.right, width), min(self.bottom, height), max(self.left, 0))
 
+    @property
+    def area(self) -> int:
+        return max(0, self.right - self.left) * max(0, self.bottom - self.top)
+
+    @property
+    def side(self) -> int:
+        """The shorter side: how many pixels of face there are to encode."""
+        return max(0, min(self.right - self.left, self.bottom - self.top))
+
+
+def largest_first(boxes: list[Box], count: int | None = None) -> list[Box]:
+    """The ``count`` largest boxes (all when None), largest first; ties keep detection order."""
+    return sorted(boxes, key=lambda box: -box.area)[:count]
+
+
+# The points of dlib's 5-point model, named as face_recognition's ``face_landmarks(model="small")`` names them.
+LANDMARK_NAMES = ("right_eye", "right_eye", "left_eye", "left_eye", "nose_tip")
+
 
 @dataclasses.dataclass(frozen=True)
 class Face:
@@ -160,12 +178,19 @@ class FaceEngine:
     def face_chips(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The ``(len(boxes), 150, 150, 3)`` aligned chips the encoder reads, cut as dlib's
         ``compute_face_descriptor`` cuts them (5 landmarks, padding 0.25, one call for all faces)."""
+        chips = dlib.get_face_chips(image, self._shapes(image, boxes), size=self._encoder.chip_size, padding=0.25)
+        return np.stack(chips)
+
+    def landmarks(self, image: np.ndarray, boxes: list[Box]) -> list[list[tuple[int, int]]]:
+        """The five ``(x, y)`` points of each face (`LANDMARK_NAMES`), in ``image``'s coordinates."""
+        return [[(point.x, point.y) for point in shape.parts()] for shape in self._shapes(image, boxes)]
+
+    def _shapes(self, image: np.ndarray, boxes: list[Box]) -> dlib.full_object_detections:
         shapes = dlib.full_object_detections()
         with self._predictor_lock:
             for box in boxes:
                 shapes.append(self._predictor(image, dlib.rectangle(box.left, box.top, box.right, box.bottom)))
-        chips = dlib.get_face_chips(image, shapes, size=self._encoder.chip_size, padding=0.25)
-        return np.stack(chips)
+        return shapes
 
     def find_faces(self, image: np.ndarray, scale: float | None = None) -> list[Face]:
         """Every face in ``image`` with its box (trimmed to the image) and encoding; ``scale``: see `face_locations`."""

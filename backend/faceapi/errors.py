@@ -13,7 +13,9 @@ import logging
 
 from flask import Flask
 from flask import Response
+from flask import current_app
 from flask import jsonify
+from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import InternalServerError
 
@@ -22,21 +24,28 @@ from faceapi.engine import NoFaceFound
 from faceapi.imaging import ImageTooLarge
 from faceapi.imaging import UnreadableImage
 from faceapi.requestlog import current_request_id
+from faceapi.store import NameTaken
 from faceapi.store import StoreError
 from faceapi.store import StoreFull
+from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 
 log = logging.getLogger(__name__)
 
 
 class InvalidRequest(Exception):
-    """The request is malformed: a field is missing or out of range (400 unless told)."""
+    """The request is malformed: a field is missing or out of range (400 unless told).
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    ``details`` go into the error body beside the code: ``field`` (which request field
+    is at fault) and ``index`` (which item of a list field).
+    """
+
+    def __init__(self, code: str, message: str, status: int = 400, **details: str | int) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details
 
 
 # Domain exception -> (HTTP status, machine code). The exception's text is the message.
@@ -46,22 +55,32 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     NoFaceFound: (422, "no_face"),
     MultipleFaces: (422, "multiple_faces"),
     UnknownPerson: (404, "unknown_person"),
+    UnknownFace: (404, "unknown_face"),
+    NameTaken: (409, "name_taken"),
     StoreFull: (507, "insufficient_storage"),
     StoreError: (503, "store_unavailable"),  # includes StoreUnavailable: the database is down
+}
+
+# Messages for exceptions whose text is only the key they were raised with.
+_DOMAIN_MESSAGES = {
+    UnknownPerson: lambda error: f"no person named {error.args[0]!r} is enrolled",
+    UnknownFace: lambda error: f"that person has no face with id {error.args[0]!r}",
+    NameTaken: lambda error: f"{error.args[0]!r} is enrolled already; send \"merge\": true to merge the two",
 }
 
 # Codes for HTTP errors whose Werkzeug name reads badly as a code.
 _HTTP_CODES = {401: "unauthorized", 413: "upload_too_large", 415: "unsupported_media_type"}
 
 
-def error_body(code: str, message: str, request_id: str | None) -> dict[str, dict[str, str | None]]:
+def error_body(code: str, message: str, request_id: str | None,
+               **details: str | int) -> dict[str, dict[str, str | int | None]]:
     """The one error shape; ``request_id`` matches the request's log line, for reports."""
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
+    return {"error": {"code": code, "message": message, "request_id": request_id, **details}}
 
 
-def error_response(status: int, code: str, message: str) -> tuple[Response, int]:
+def error_response(status: int, code: str, message: str, **details: str | int) -> tuple[Response, int]:
     """The one error body, as a Flask response with ``status``."""
-    return jsonify(error_body(code, message, current_request_id())), status
+    return jsonify(error_body(code, message, current_request_id(), **details)), status
 
 
 def init_app(app: Flask) -> None:
@@ -74,22 +93,21 @@ def init_app(app: Flask) -> None:
 
 
 def _handle_invalid_request(error: InvalidRequest) -> tuple[Response, int]:
-    return error_response(error.status, error.code, error.message)
+    return error_response(error.status, error.code, error.message, **error.details)
 
 
 def _handle_domain_error(error: Exception) -> tuple[Response, int]:
     status, code = next(DOMAIN_ERRORS[cls] for cls in type(error).__mro__ if cls in DOMAIN_ERRORS)
     if status >= 500:
         log.error("%s: %s", code, error)
-    message = f"no person named {error.args[0]!r} is enrolled" if isinstance(error, UnknownPerson) else str(error)
-    return error_response(status, code, message)
+    return error_response(status, code, _DOMAIN_MESSAGES.get(type(error), str)(error))
 
 
 def _handle_http_exception(error: HTTPException) -> Response:
     response = error.get_response()
     status = error.code or 500
     code = _HTTP_CODES.get(status, (error.name or "error").lower().replace(" ", "_"))
-    body, _ = error_response(status, code, error.description or error.name)
+    body, _ = error_response(status, code, _http_message(error, response))
     response.set_data(body.get_data())
     response.content_type = "application/json"
     return response
@@ -99,3 +117,16 @@ def _handle_internal_error(error: InternalServerError) -> tuple[Response, int]:
     original = getattr(error, "original_exception", None)
     log.error("unhandled error", exc_info=original or error)
     return error_response(500, "internal_error", "the server failed to handle the request; it has been logged")
+
+
+def _http_message(error: HTTPException, response: Response) -> str:
+    """Our sentence for the framework's stock ones (404, 405, 413); others keep their description."""
+    if error.code == 404:
+        return f"there is no endpoint at {request.path}; /openapi.json lists them all"
+    if error.code == 405:
+        allowed = response.headers.get("Allow", "")
+        return f"{request.path} does not take {request.method}; it takes {allowed}"
+    if error.code == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return f"the request body is over the upload limit of {limit} bytes (FACEAPI_UPLOAD_LIMIT_BYTES)"
+    return error.description or error.name

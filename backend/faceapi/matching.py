@@ -78,6 +78,14 @@ def distance_matrix(gallery: Gallery, encodings: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(squared, 0.0))
 
 
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """An enrolled person and the distance from a face to that person's nearest enrolled face."""
+
+    name: str
+    distance: float
+
+
 def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> list[Match]:
     """The decision for each row of ``encodings``.
 
@@ -93,7 +101,33 @@ def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float = DEFA
     nearest = distance_matrix(gallery, queries).argmin(axis=1)
     matches = []
     for row, column in enumerate(nearest):
-        # The float32 product ranks; the reported distance is recomputed exactly in float64.
-        distance = float(np.linalg.norm(gallery.encodings[column].astype(np.float64) - queries[row]))
+        distance = _exact_distance(gallery, column, queries[row])
         matches.append(Match(gallery.names[column] if distance <= tolerance else None, distance))
     return matches
+
+
+def nearest_people(gallery: Gallery, encodings: np.ndarray, count: int) -> list[list[Candidate]]:
+    """For each row of ``encodings``, the ``count`` nearest distinct people, nearest first.
+
+    A person's distance is that of their nearest enrolled face, so a person with many
+    faces takes one place, not many. Distances are exact float64, as in `match_faces`.
+    """
+    if len(encodings) == 0 or len(gallery) == 0:
+        return [[] for _ in range(len(encodings))]
+    queries = np.asarray(encodings, dtype=np.float64)
+    ranked = []
+    for row, order in enumerate(distance_matrix(gallery, queries).argsort(axis=1)):
+        best: dict[str, float] = {}
+        for column in order:
+            name = gallery.names[column]
+            if name not in best:
+                best[name] = _exact_distance(gallery, column, queries[row])
+                if len(best) == count:
+                    break
+        ranked.append([Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])])
+    return ranked
+
+
+def _exact_distance(gallery: Gallery, column: int, query: np.ndarray) -> float:
+    """The float32 product ranks; the reported distance is recomputed exactly in float64."""
+    return float(np.linalg.norm(gallery.encodings[column].astype(np.float64) - query))

@@ -9,7 +9,9 @@ worse than one that fails loudly.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import uuid
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +36,14 @@ class UnknownPerson(KeyError):
     """No person of that name is enrolled."""
 
 
+class UnknownFace(KeyError):
+    """The person has no face of that id."""
+
+
+class NameTaken(ValueError):
+    """A rename would give a person the name of another enrolled person."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PersonSummary:
     """A person and how many faces they have enrolled."""
@@ -53,11 +63,17 @@ class Enrollment:
 
 @dataclasses.dataclass(frozen=True)
 class FaceRecord:
-    """One enrolled face as it moves between stores: its id, its person, its ``(128,)`` encoding."""
+    """One enrolled face as it is listed, exported and imported.
+
+    ``created_at`` is None for faces enrolled before creation times were kept (pickle format 1);
+    ``external_id`` is the client's own reference, given at enrollment, or None.
+    """
 
     face_id: str
     name: str
     encoding: np.ndarray
+    created_at: datetime.datetime | None = None
+    external_id: str | None = None
 
 
 def new_face_id() -> str:
@@ -65,12 +81,19 @@ def new_face_id() -> str:
     return uuid.uuid4().hex
 
 
+def utc_now() -> datetime.datetime:
+    """Creation time of a face: timezone-aware UTC, to the microsecond (what PostgreSQL keeps)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 class Store(Protocol):
     """The contract every backend meets. All methods are safe from many threads and processes."""
 
-    def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
+    def add_faces(self, name: str, encodings: np.ndarray,
+                  external_ids: Sequence[str | None] | None = None) -> Enrollment:
         """Add the ``(n, 128)`` ``encodings`` to person ``name``, creating the person if new.
 
+        :param external_ids: the client's reference for each face, or None.
         All faces are added or none is. :raises StoreError: nothing was added.
         """
 
@@ -80,8 +103,25 @@ class Store(Protocol):
         :raises UnknownPerson: no such person. :raises StoreError: nothing was removed.
         """
 
-    def people(self) -> list[PersonSummary]:
-        """Every enrolled person, sorted by name."""
+    def remove_face(self, name: str, face_id: str) -> int:
+        """Remove one face of person ``name``; return how many faces the person has left.
+
+        A person whose last face goes is removed: a person without a face cannot be recognised.
+        :raises UnknownPerson: no such person. :raises UnknownFace: the person has no such face.
+        """
+
+    def rename_person(self, name: str, new_name: str, *, merge: bool = False) -> int:
+        """Give person ``name`` and their faces the name ``new_name``; return the faces it now has.
+
+        :param merge: if ``new_name`` is enrolled, add these faces to that person.
+        :raises UnknownPerson: no person ``name``. :raises NameTaken: ``new_name`` is enrolled and not ``merge``.
+        """
+
+    def people(self, limit: int | None = None, after: str | None = None) -> list[PersonSummary]:
+        """Enrolled people sorted by name (code point order): at most ``limit``, names after ``after`` only."""
+
+    def person_faces(self, name: str) -> list[FaceRecord]:
+        """The faces of person ``name``, oldest first. :raises UnknownPerson: no such person."""
 
     def gallery(self) -> Gallery:
         """Every enrolled face as a matching matrix, including every other process's latest writes.
@@ -90,10 +130,14 @@ class Store(Protocol):
         """
 
     def faces(self) -> list[FaceRecord]:
-        """Every enrolled face, for export, ordered by person."""
+        """Every enrolled face, for export, ordered by person and then as `person_faces` orders them."""
 
-    def import_faces(self, records: list[FaceRecord]) -> int:
-        """Add ``records`` in one step, skipping face ids already present; return how many were new."""
+    def import_faces(self, records: list[FaceRecord], *, replace: bool = False) -> int:
+        """Add ``records`` in one step, skipping face ids already present; return how many were new.
+
+        :param replace: first remove every enrolled person, in the same step: the store then holds
+            exactly ``records``. Readers see the old contents or the new, never a mixture.
+        """
 
     def check(self) -> None:
         """Raise `StoreError` unless the store is readable now (for readiness probes)."""

@@ -11,11 +11,14 @@
 - The file is unpickled by an unpickler that resolves no global at all: the
   format holds only dicts, lists, strings, numbers and bytes (encodings are raw
   little-endian float32), so a file carrying code is refused, not run.
+- A file of an older format is upgraded in place when the store opens, under
+  the lock, with every face kept; the file it replaces stays as ``<path>.bak``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import io
@@ -26,6 +29,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 from typing import TypeVar
 
@@ -36,17 +40,24 @@ from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
+from faceapi.store import NameTaken
 from faceapi.store import PersonSummary
 from faceapi.store import StoreError
 from faceapi.store import StoreFull
+from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
+from faceapi.store import utc_now
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, FORMAT_VERSION)
 _T = TypeVar("_T")
 
-# {"format": 1, "model": str, "people": {name: {"ids": [str, ...], "encodings": bytes}}}
+# {"format": 2, "model": str, "people": {name: _Person}}; format 1 had only "ids" and "encodings".
+# _Person: {"ids": [str], "encodings": bytes (n x 128 float32), "created": [int microseconds since
+# the epoch, UTC | None], "external_ids": [str | None]}: parallel lists, one entry per face.
 _Data = dict[str, Any]
+_Person = dict[str, Any]
 _Signature = tuple[int, int, int, int]
 
 
@@ -75,60 +86,100 @@ class PickleStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
-        self._current()
+        if self._current()[1]["format"] != FORMAT_VERSION:
+            self._update(lambda data: None)  # upgrade in place: _write writes the current format
 
-    def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
+    def add_faces(self, name: str, encodings: np.ndarray,
+                  external_ids: Sequence[str | None] | None = None) -> Enrollment:
         matrix = np.asarray(encodings, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
-        face_ids = tuple(new_face_id() for _ in range(len(matrix)))
+        created = utc_now()
+        records = [FaceRecord(new_face_id(), name, row, created, external_id)
+                   for row, external_id in zip(matrix, external_ids or [None] * len(matrix), strict=True)]
 
         def add(data: _Data) -> Enrollment:
-            person = data["people"].setdefault(name, {"ids": [], "encodings": b""})
-            person["ids"].extend(face_ids)
-            person["encodings"] += matrix.tobytes()
-            return Enrollment(name, face_ids, len(person["ids"]))
+            person = data["people"].setdefault(name, _new_person())
+            for record in records:
+                _append(person, record)
+            return Enrollment(name, tuple(record.face_id for record in records), len(person["ids"]))
 
         return self._update(add)
 
     def remove_person(self, name: str) -> int:
         def remove(data: _Data) -> int:
-            try:
-                return len(data["people"].pop(name)["ids"])
-            except KeyError:
-                raise UnknownPerson(name) from None
+            count = len(_person(data, name)["ids"])
+            del data["people"][name]
+            return count
 
         # Right to erasure: the backup must not keep what was deleted.
         return self._update(remove, erase=True)
 
-    def people(self) -> list[PersonSummary]:
+    def remove_face(self, name: str, face_id: str) -> int:
+        def remove(data: _Data) -> int:
+            person = _person(data, name)
+            try:
+                index = person["ids"].index(face_id)
+            except ValueError:
+                raise UnknownFace(face_id) from None
+            kept = [i for i in range(len(person["ids"])) if i != index]
+            width = ENCODING_WIDTH * STORED_DTYPE.itemsize
+            person["encodings"] = b"".join(person["encodings"][i * width:(i + 1) * width] for i in kept)
+            for field in ("ids", "created", "external_ids"):
+                person[field] = [person[field][i] for i in kept]
+            if not kept:
+                del data["people"][name]
+            return len(kept)
+
+        return self._update(remove, erase=True)
+
+    def rename_person(self, name: str, new_name: str, *, merge: bool = False) -> int:
+        def rename(data: _Data) -> int:
+            person = _person(data, name)
+            if new_name == name:
+                return len(person["ids"])
+            target = data["people"].get(new_name)
+            if target is not None and not merge:
+                raise NameTaken(new_name)
+            del data["people"][name]
+            if target is None:
+                data["people"][new_name] = person
+                return len(person["ids"])
+            for field in ("ids", "created", "external_ids", "encodings"):
+                target[field] += person[field]
+            return len(target["ids"])
+
+        return self._update(rename)
+
+    def people(self, limit: int | None = None, after: str | None = None) -> list[PersonSummary]:
         data = self._current()[1]
-        return [PersonSummary(name, len(person["ids"])) for name, person in sorted(data["people"].items())]
+        names = sorted(name for name in data["people"] if after is None or name > after)
+        return [PersonSummary(name, len(data["people"][name]["ids"])) for name in names[:limit]]
+
+    def person_faces(self, name: str) -> list[FaceRecord]:
+        return _records(name, _person(self._current()[1], name))
 
     def gallery(self) -> Gallery:
         return self._current()[2]
 
     def faces(self) -> list[FaceRecord]:
         data = self._current()[1]
-        return [
-            FaceRecord(face_id, name, encoding)
-            for name, person in sorted(data["people"].items())
-            for face_id, encoding in zip(person["ids"], _matrix(person["encodings"]), strict=True)
-        ]
+        return [record for name, person in sorted(data["people"].items()) for record in _records(name, person)]
 
-    def import_faces(self, records: list[FaceRecord]) -> int:
+    def import_faces(self, records: list[FaceRecord], *, replace: bool = False) -> int:
         def add_new(data: _Data) -> int:
+            if replace:
+                data["people"] = {}
             known = {face_id for person in data["people"].values() for face_id in person["ids"]}
             added = 0
             for record in records:
                 if record.face_id in known:
                     continue
-                person = data["people"].setdefault(record.name, {"ids": [], "encodings": b""})
-                person["ids"].append(record.face_id)
-                person["encodings"] += np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes()
+                _append(data["people"].setdefault(record.name, _new_person()), record)
                 known.add(record.face_id)
                 added += 1
             return added
 
-        return self._update(add_new)
+        # A replace deletes: the backup must not keep what it removed.
+        return self._update(add_new, erase=replace)
 
     def check(self) -> None:
         self._current()
@@ -177,12 +228,16 @@ class PickleStore:
         except Exception as exc:  # any malformed pickle: the message says which file
             backup = f"; the previous version is in {self.backup_path}" if self.backup_path.is_file() else ""
             raise StoreError(f"the store {self.path} is not a valid store file ({exc}){backup}") from exc
-        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-            raise StoreError(f"the store {self.path} is not in store format {FORMAT_VERSION}")
+        if not isinstance(data, dict) or data.get("format") not in _READABLE_FORMATS:
+            raise StoreError(f"the store {self.path} is not in a store format this version reads "
+                             f"({', '.join(map(str, _READABLE_FORMATS))})")
         if data.get("model") != self._model_id:
             raise StoreError(f"the store {self.path} holds encodings made by models {data.get('model')!r}, "
                              f"not by this service's {self._model_id!r}; they cannot be mixed")
         people = data.get("people")
+        if isinstance(people, dict) and data["format"] == 1:
+            for person in people.values():
+                _upgrade_from_format_1(person)
         if not isinstance(people, dict) or not all(_valid_person(n, p) for n, p in people.items()):
             raise StoreError(f"the store {self.path} has a malformed person record")
         return data
@@ -214,6 +269,7 @@ class PickleStore:
 
     def _write(self, data: _Data, *, erase: bool) -> _Signature:
         """Write ``data`` atomically and durably; the backup is the replaced file, or with ``erase`` the new one."""
+        data["format"] = FORMAT_VERSION
         payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self._tmp_prefix(), suffix=".tmp")
@@ -261,13 +317,61 @@ class PickleStore:
 
 
 def _valid_person(name: Any, person: Any) -> bool:
+    if not (isinstance(name, str) and isinstance(person, dict) and isinstance(person.get("ids"), list)):
+        return False
+    count = len(person["ids"])
     return (
-        isinstance(name, str)
-        and isinstance(person, dict)
-        and isinstance(person.get("ids"), list)
-        and isinstance(person.get("encodings"), bytes)
-        and len(person["encodings"]) == len(person["ids"]) * ENCODING_WIDTH * STORED_DTYPE.itemsize
+        isinstance(person.get("encodings"), bytes)
+        and len(person["encodings"]) == count * ENCODING_WIDTH * STORED_DTYPE.itemsize
+        and isinstance(person.get("created"), list) and len(person["created"]) == count
+        and all(value is None or isinstance(value, int) for value in person["created"])
+        and isinstance(person.get("external_ids"), list) and len(person["external_ids"]) == count
+        and all(value is None or isinstance(value, str) for value in person["external_ids"])
     )
+
+
+def _upgrade_from_format_1(person: Any) -> None:
+    """Format 2 adds creation times (unknown for older faces) and external ids (none) to each person."""
+    if isinstance(person, dict) and isinstance(person.get("ids"), list):
+        person.setdefault("created", [None] * len(person["ids"]))
+        person.setdefault("external_ids", [None] * len(person["ids"]))
+
+
+def _new_person() -> _Person:
+    return {"ids": [], "encodings": b"", "created": [], "external_ids": []}
+
+
+def _person(data: _Data, name: str) -> _Person:
+    try:
+        return data["people"][name]
+    except KeyError:
+        raise UnknownPerson(name) from None
+
+
+def _append(person: _Person, record: FaceRecord) -> None:
+    person["ids"].append(record.face_id)
+    person["encodings"] += np.asarray(record.encoding, dtype=STORED_DTYPE).reshape(ENCODING_WIDTH).tobytes()
+    person["created"].append(None if record.created_at is None else _microseconds(record.created_at))
+    person["external_ids"].append(record.external_id)
+
+
+def _records(name: str, person: _Person) -> list[FaceRecord]:
+    """The person's faces, oldest first (unknown times first), then by id: the order PostgreSQL gives."""
+    rows = sorted(zip(person["created"], person["ids"], _matrix(person["encodings"]), person["external_ids"],
+                      strict=True), key=lambda row: (row[0] is not None, row[0] or 0, row[1]))
+    return [FaceRecord(face_id, name, encoding, None if created is None else _datetime(created), external_id)
+            for created, face_id, encoding, external_id in rows]
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _microseconds(moment: datetime.datetime) -> int:
+    return (moment - _EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def _datetime(microseconds: int) -> datetime.datetime:
+    return _EPOCH + datetime.timedelta(microseconds=microseconds)
 
 
 def _gallery_of(data: _Data) -> Gallery:

@@ -19,6 +19,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
+from collections.abc import Sequence
 
 import numpy as np
 import psycopg
@@ -30,11 +31,14 @@ from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
+from faceapi.store import NameTaken
 from faceapi.store import PersonSummary
 from faceapi.store import StoreError
 from faceapi.store import StoreUnavailable
+from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
+from faceapi.store import utc_now
 
 # Seconds a request waits for a connection before answering 503.
 _CONNECT_TIMEOUT_S = 5
@@ -62,6 +66,8 @@ _MIGRATIONS = [
     );
     INSERT INTO gallery_version VALUES (1, 0);
     """,
+    # 2: the client's own reference for a face, given at enrollment.
+    "ALTER TABLE faces ADD COLUMN external_id text;",
 ]
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
 
@@ -85,19 +91,18 @@ class PostgresStore:
         with _unavailable_on_error(), psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             migrate(conn)
 
-    def add_faces(self, name: str, encodings: np.ndarray) -> Enrollment:
+    def add_faces(self, name: str, encodings: np.ndarray,
+                  external_ids: Sequence[str | None] | None = None) -> Enrollment:
         matrix = np.asarray(encodings, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
-        face_ids = tuple(new_face_id() for _ in range(len(matrix)))
+        created = utc_now()
+        records = [FaceRecord(new_face_id(), name, row, created, external_id)
+                   for row, external_id in zip(matrix, external_ids or [None] * len(matrix), strict=True)]
         with self._transaction() as cur:
             person_id = _person_id(cur, name)
-            cur.executemany(
-                "INSERT INTO faces (id, person_id, model, encoding) VALUES (%s, %s, %s, %s)",
-                [(face_id, person_id, self._model_id, row.tobytes())
-                 for face_id, row in zip(face_ids, matrix, strict=True)],
-            )
-            count = cur.execute("SELECT count(*) FROM faces WHERE person_id = %s", (person_id,)).fetchone()[0]
+            self._insert(cur, person_id, records)
             _bump_version(cur)
-        return Enrollment(name, face_ids, count)
+            count = _face_count(cur, person_id)
+        return Enrollment(name, tuple(record.face_id for record in records), count)
 
     def remove_person(self, name: str) -> int:
         with self._transaction() as cur:
@@ -111,13 +116,51 @@ class PostgresStore:
             _bump_version(cur)
         return row[0]
 
-    def people(self) -> list[PersonSummary]:
+    def remove_face(self, name: str, face_id: str) -> int:
+        with self._transaction() as cur:
+            person_id = _existing_person_id(cur, name)
+            if cur.execute("DELETE FROM faces WHERE id = %s AND person_id = %s",
+                           (face_id, person_id)).rowcount == 0:
+                raise UnknownFace(face_id)
+            left = _face_count(cur, person_id)
+            if left == 0:
+                cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
+            _bump_version(cur)
+        return left
+
+    def rename_person(self, name: str, new_name: str, *, merge: bool = False) -> int:
+        with self._transaction() as cur:
+            person_id = _existing_person_id(cur, name)
+            if new_name != name:
+                row = cur.execute("SELECT id FROM people WHERE name = %s FOR UPDATE", (new_name,)).fetchone()
+                if row is None:
+                    cur.execute("UPDATE people SET name = %s WHERE id = %s", (new_name, person_id))
+                elif not merge:
+                    raise NameTaken(new_name)
+                else:
+                    cur.execute("UPDATE faces SET person_id = %s WHERE person_id = %s", (row[0], person_id))
+                    cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
+                    person_id = row[0]
+                _bump_version(cur)
+            return _face_count(cur, person_id)
+
+    def people(self, limit: int | None = None, after: str | None = None) -> list[PersonSummary]:
+        # COLLATE "C" orders by code point, as Python does, whatever the database's collation.
         with self._transaction() as cur:
             rows = cur.execute(
                 "SELECT p.name, count(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id "
-                "GROUP BY p.name ORDER BY p.name"
+                'WHERE %(after)s::text IS NULL OR p.name COLLATE "C" > %(after)s '
+                'GROUP BY p.name ORDER BY p.name COLLATE "C" LIMIT %(limit)s',
+                {"after": after, "limit": limit},
             ).fetchall()
         return [PersonSummary(name, count) for name, count in rows]
+
+    def person_faces(self, name: str) -> list[FaceRecord]:
+        with self._transaction() as cur:
+            _existing_person_id(cur, name)
+            rows = cur.execute(_FACE_ROWS + " WHERE p.name = %s AND f.model = %s ORDER BY f.created_at, f.id",
+                               (name, self._model_id)).fetchall()
+        return [_record(row) for row in rows]
 
     def gallery(self) -> Gallery:
         with self._transaction() as cur:
@@ -135,27 +178,34 @@ class PostgresStore:
 
     def faces(self) -> list[FaceRecord]:
         with self._transaction() as cur:
-            rows = cur.execute(
-                "SELECT f.id, p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id "
-                "WHERE f.model = %s ORDER BY p.name, f.created_at, f.id",
-                (self._model_id,),
-            ).fetchall()
-        return [FaceRecord(face_id, name, np.frombuffer(blob, dtype=STORED_DTYPE).copy())
-                for face_id, name, blob in rows]
+            rows = cur.execute(_FACE_ROWS + ' WHERE f.model = %s ORDER BY p.name COLLATE "C", f.created_at, f.id',
+                               (self._model_id,)).fetchall()
+        return [_record(row) for row in rows]
 
-    def import_faces(self, records: list[FaceRecord]) -> int:
+    def import_faces(self, records: list[FaceRecord], *, replace: bool = False) -> int:
         added = 0
         with self._transaction() as cur:
+            if replace:
+                cur.execute("DELETE FROM people")
+            person_ids: dict[str, int] = {}
             for record in records:
-                person_id = _person_id(cur, record.name)
-                encoding = np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes()
-                cur.execute(
-                    "INSERT INTO faces (id, person_id, model, encoding) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    (record.face_id, person_id, self._model_id, encoding),
-                )
-                added += cur.rowcount
+                if record.name not in person_ids:
+                    person_ids[record.name] = _person_id(cur, record.name)
+                added += self._insert(cur, person_ids[record.name], [record])
             _bump_version(cur)
+        return added
+
+    def _insert(self, cur: psycopg.Cursor, person_id: int, records: list[FaceRecord]) -> int:
+        """Insert ``records`` for one person, skipping ids already present; how many were new."""
+        added = 0
+        for record in records:
+            cur.execute(
+                "INSERT INTO faces (id, person_id, model, encoding, created_at, external_id) "
+                "VALUES (%s, %s, %s, %s, coalesce(%s, now()), %s) ON CONFLICT (id) DO NOTHING",
+                (record.face_id, person_id, self._model_id,
+                 np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes(), record.created_at, record.external_id),
+            )
+            added += cur.rowcount
         return added
 
     def check(self) -> None:
@@ -234,6 +284,27 @@ def _person_id(cur: psycopg.Cursor, name: str) -> int:
         "INSERT INTO people (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
         (name,),
     ).fetchone()[0]
+
+
+def _existing_person_id(cur: psycopg.Cursor, name: str) -> int:
+    """The id of person ``name``, locked for this transaction. :raises UnknownPerson: none."""
+    row = cur.execute("SELECT id FROM people WHERE name = %s FOR UPDATE", (name,)).fetchone()
+    if row is None:
+        raise UnknownPerson(name)
+    return row[0]
+
+
+def _face_count(cur: psycopg.Cursor, person_id: int) -> int:
+    return cur.execute("SELECT count(*) FROM faces WHERE person_id = %s", (person_id,)).fetchone()[0]
+
+
+_FACE_ROWS = ("SELECT f.id, p.name, f.encoding, f.created_at, f.external_id "
+              "FROM faces f JOIN people p ON p.id = f.person_id")
+
+
+def _record(row: tuple) -> FaceRecord:
+    face_id, name, blob, created_at, external_id = row
+    return FaceRecord(face_id, name, np.frombuffer(blob, dtype=STORED_DTYPE).copy(), created_at, external_id)
 
 
 def _bump_version(cur: psycopg.Cursor) -> None:

@@ -1,0 +1,197 @@
+"""Reading request fields: one reader per kind of field, each answering 400 with a clear code.
+
+Fields come from the multipart form or the query string, or from a JSON body for the
+endpoints that take one; the readers below accept both, so each endpoint reads its
+fields the same way whatever the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
+
+import numpy as np
+from flask import current_app
+from flask import request
+from werkzeug.datastructures import FileStorage
+
+from faceapi.errors import InvalidRequest
+from faceapi.matching import ENCODING_WIDTH
+from faceapi.services import Services
+
+MAX_NAME_LENGTH = 100
+MAX_EXTERNAL_ID_LENGTH = 200
+MAX_MIN_FACE_PX = 100_000
+MAX_ENCODINGS = 100
+# Real encodings stay within +-1; the bound keeps float32 storage finite.
+MAX_ENCODING_VALUE = 10.0
+
+Number = TypeVar("Number", int, float)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def get_services() -> Services:
+    """The engine, store and settings of the running app."""
+    return current_app.extensions["faceapi"]
+
+
+def json_body() -> dict[str, Any] | None:
+    """The request's JSON object, None if the body is not JSON; 400 ``invalid_json`` if it is broken."""
+    if not request.is_json:
+        return None
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("invalid_json", "the body must be a JSON object")
+    return body
+
+
+def raw_field(field: str) -> Any:
+    """A field from the JSON body, else the form or the query string; None when absent."""
+    body = json_body()
+    if body is not None:
+        return body.get(field, request.args.get(field))
+    return request.values.get(field)
+
+
+def read_name(field: str = "name", value: Any = None) -> str:
+    """A person's name: 1-100 characters once trimmed, no control or invisible format characters."""
+    raw = raw_field(field) if value is None else value
+    if raw is None:
+        raise InvalidRequest("missing_name", f"send the person's name as field '{field}'")
+    return valid_name(raw, "invalid_name")
+
+
+def valid_name(raw: Any, code: str) -> str:
+    """``raw`` as a person's name, or 400 ``code`` saying what is wrong with it."""
+    if not isinstance(raw, str):
+        raise InvalidRequest(code, "the name must be a string")
+    name = raw.strip()
+    if not name:
+        raise InvalidRequest(code, "the name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest(code, f"the name must be at most {MAX_NAME_LENGTH} characters")
+    if _has_control_characters(name):
+        raise InvalidRequest(code, "the name must not contain control or invisible format characters")
+    return name
+
+
+def valid_external_id(raw: Any, code: str = "invalid_external_id") -> str | None:
+    """A client's own reference for a face: None, or 1-200 characters without control characters."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > MAX_EXTERNAL_ID_LENGTH \
+            or _has_control_characters(raw):
+        raise InvalidRequest(code, f"an external_id must be 1 to {MAX_EXTERNAL_ID_LENGTH} printable characters")
+    return raw
+
+
+def read_tolerance(default: float) -> float:
+    tolerance = read_number("tolerance", float, lambda value: math.isfinite(value) and 0 < value <= 1,
+                            "tolerance must be a number greater than 0 and at most 1")
+    return default if tolerance is None else tolerance
+
+
+def read_min_face_px() -> int | None:
+    return read_number("min_face_px", int, lambda value: 1 <= value <= MAX_MIN_FACE_PX,
+                       f"min_face_px must be a whole number of pixels from 1 to {MAX_MIN_FACE_PX}")
+
+
+def read_count(field: str, largest: int) -> int | None:
+    """An optional whole number from 1 to ``largest`` (``top_k``, ``max_faces``, ``limit``)."""
+    return read_number(field, int, lambda value: 1 <= value <= largest,
+                       f"{field} must be a whole number from 1 to {largest}")
+
+
+def read_number(field: str, parse: Callable[[str], Number], valid: Callable[[Number], bool],
+                message: str) -> Number | None:
+    """Optional field ``field``: None if absent or blank, else 400 ``invalid_<field>`` unless valid."""
+    raw = raw_field(field)
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return None
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise ValueError(raw)
+        value = parse(raw) if isinstance(raw, str) else _exact(raw, parse)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(f"invalid_{field}", message) from None
+    if not valid(value):
+        raise InvalidRequest(f"invalid_{field}", message)
+    return value
+
+
+def read_flag(field: str) -> bool:
+    """An optional yes/no field: JSON true/false, or true/false, 1/0, yes/no, on/off; absent is False."""
+    raw = raw_field(field)
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise InvalidRequest(f"invalid_{field}", f"{field} must be true or false")
+
+
+def read_cursor(field: str = "cursor") -> str | None:
+    """The name a page starts after, from the opaque ``next`` cursor of the previous page."""
+    raw = request.args.get(field)
+    if raw is None or raw == "":
+        return None
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequest("invalid_cursor", "cursor must be the 'next' value of a previous page") from None
+
+
+def cursor_after(name: str) -> str:
+    """The cursor of the page that follows ``name``."""
+    return base64.urlsafe_b64encode(name.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def uploads(field: str, largest: int) -> list[FileStorage]:
+    """One to ``largest`` files of multipart field ``field``."""
+    files = request.files.getlist(field)
+    if not files:
+        raise InvalidRequest("missing_image", f"send the image as multipart field '{field}'", field=field)
+    if len(files) > largest:
+        raise InvalidRequest("too_many_images", f"send at most {largest} image(s) as field '{field}'", field=field)
+    return files
+
+
+def read_encodings(raw: Any, largest: int = MAX_ENCODINGS) -> np.ndarray:
+    """A list of 1 to ``largest`` encodings (each 128 finite numbers) as a ``(n, 128)`` float64 array.
+
+    A bad one is 400 ``invalid_encoding`` with its ``index``.
+    """
+    if not isinstance(raw, list) or not 1 <= len(raw) <= largest:
+        raise InvalidRequest("invalid_encoding", f"encodings must be a list of 1 to {largest} encodings",
+                             field="encodings")
+    for index, encoding in enumerate(raw):
+        problem = encoding_problem(encoding)
+        if problem:
+            raise InvalidRequest("invalid_encoding", f"encodings[{index}] {problem}", field="encodings", index=index)
+    return np.array(raw, dtype=np.float64).reshape(-1, ENCODING_WIDTH)
+
+
+def encoding_problem(encoding: Any) -> str | None:
+    if not isinstance(encoding, list) or len(encoding) != ENCODING_WIDTH:
+        return f"must be a list of {ENCODING_WIDTH} numbers"
+    if not all(isinstance(value, int | float) and not isinstance(value, bool) for value in encoding):
+        return "must hold numbers only"
+    if not all(math.isfinite(value) and abs(value) <= MAX_ENCODING_VALUE for value in encoding):
+        return f"must hold finite numbers within +-{MAX_ENCODING_VALUE:g}"
+    return None
+
+
+def _exact(raw: int | float, parse: Callable[[str], Number]) -> Number:
+    """A JSON number as ``parse``'s type; a fraction where a whole number is due is an error."""
+    if parse is int and (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError(raw)
+    return parse(raw)  # type: ignore[arg-type]
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(char).startswith("C") for char in text)

@@ -1,0 +1,115 @@
+"""Endpoints for enrolled people: enroll, list (paged), show, rename or merge, delete, delete one face."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from flask import Blueprint
+from flask import request
+
+from faceapi.api import fields
+from faceapi.api.fields import get_services
+from faceapi.api.images import MIN_ENROLL_FACE_PX
+from faceapi.api.images import find_one_face
+from faceapi.errors import InvalidRequest
+from faceapi.store import FaceRecord
+
+bp = Blueprint("people", __name__)
+
+MAX_ENROLL_IMAGES = 10
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@bp.post("/enroll")
+def enroll() -> tuple[dict[str, Any], int]:
+    """Add faces to person ``name``: the one face of each uploaded ``image``, or posted ``encodings``.
+
+    All are added or none is. Enrolling an existing name adds to that person.
+    """
+    body = fields.json_body()
+    name = fields.read_name()
+    if body is not None:
+        encodings = fields.read_encodings(body.get("encodings"))
+        external_ids = _external_ids(body.get("external_ids"), len(encodings))
+        enrollment = get_services().store.add_faces(name, encodings, external_ids)
+        faces = [{"id": face_id} for face_id in enrollment.face_ids]
+        return {"name": enrollment.name, "faces": faces, "face_count": enrollment.face_count}, 201
+    uploads = fields.uploads("image", MAX_ENROLL_IMAGES)
+    external_ids = _external_ids(request.form.getlist("external_id") or None, len(uploads))
+    min_face_px = fields.read_min_face_px()
+    found = [find_one_face(upload, _image_field(index, len(uploads)), min_face_px, min_side_px=MIN_ENROLL_FACE_PX)
+             for index, upload in enumerate(uploads)]
+    encodings = np.stack([analysis.faces[0].encoding for analysis in found])
+    enrollment = get_services().store.add_faces(name, encodings, external_ids)
+    return {
+        "name": enrollment.name,
+        "faces": [
+            {"id": face_id, "box": dataclasses.asdict(analysis.faces[0].box), "detection": analysis.detection_json()}
+            for face_id, analysis in zip(enrollment.face_ids, found, strict=True)
+        ],
+        "face_count": enrollment.face_count,
+    }, 201
+
+
+@bp.get("/people")
+def people() -> dict[str, Any]:
+    """Enrolled people by name, a page at a time: ``limit`` per page, ``cursor`` from the last page's ``next``."""
+    limit = fields.read_count("limit", MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
+    page = get_services().store.people(limit=limit + 1, after=fields.read_cursor())
+    more = len(page) > limit
+    page = page[:limit]
+    return {"people": [dataclasses.asdict(person) for person in page],
+            "next": fields.cursor_after(page[-1].name) if more else None}
+
+
+@bp.get("/people/<path:name>")
+def person(name: str) -> dict[str, Any]:
+    """One person's faces: id, creation time and the client's ``external_id``, oldest first."""
+    faces = get_services().store.person_faces(name)
+    return {"name": name, "face_count": len(faces), "faces": [_face_json(face) for face in faces]}
+
+
+@bp.patch("/people/<path:name>")
+def rename_person(name: str) -> dict[str, Any]:
+    """Rename a person (JSON ``{"name": new}``); onto an enrolled name only with ``"merge": true``."""
+    if fields.json_body() is None:
+        raise InvalidRequest("invalid_json", 'send a JSON body such as {"name": "new name"}')
+    new_name = fields.read_name()
+    merge = fields.read_flag("merge")
+    face_count = get_services().store.rename_person(name, new_name, merge=merge)
+    return {"name": new_name, "face_count": face_count}
+
+
+@bp.delete("/people/<path:name>")
+def delete_person(name: str) -> dict[str, Any]:
+    """Remove a person and every face enrolled for them."""
+    removed = get_services().store.remove_person(name)
+    return {"name": name, "deleted_faces": removed}
+
+
+@bp.delete("/people/<path:name>/faces/<face_id>")
+def delete_face(name: str, face_id: str) -> dict[str, Any]:
+    """Remove one face; the person keeps the others (and is removed with their last face)."""
+    left = get_services().store.remove_face(name, face_id)
+    return {"name": name, "deleted_face": face_id, "face_count": left}
+
+
+def _face_json(face: FaceRecord) -> dict[str, Any]:
+    created = None if face.created_at is None else face.created_at.isoformat().replace("+00:00", "Z")
+    return {"id": face.face_id, "created_at": created, "external_id": face.external_id}
+
+
+def _external_ids(raw: Any, count: int) -> list[str | None] | None:
+    """The clients' references, one per face, or None; 400 ``invalid_external_id`` if they do not fit."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != count:
+        raise InvalidRequest("invalid_external_id", f"send one external_id per face ({count})", field="external_id")
+    return [fields.valid_external_id(value) for value in raw]
+
+
+def _image_field(index: int, count: int) -> str:
+    return "image" if count == 1 else f"image[{index}]"
