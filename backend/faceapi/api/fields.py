@@ -141,7 +141,7 @@ def read_cursor(field: str = "cursor") -> str | None:
     if raw is None or raw == "":
         return None
     try:
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+        return base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequest("invalid_cursor", "cursor must be the 'next' value of a previous page") from None
 

@@ -26,7 +26,7 @@ from faceapi.scanning import ScanPlan
 
 # Fewer pixels of face than this (its box's shorter side, as decoded) and an enrollment is
 # refused: the encoding drifts too far from the same face seen larger (docs/BENCHMARKS.md, face size).
-MIN_ENROLL_FACE_PX = 60
+MIN_ENROLL_FACE_PX = 80
 
 
 @dataclasses.dataclass(frozen=True)
