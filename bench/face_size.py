@@ -37,7 +37,8 @@ def photos() -> list[tuple[str, pathlib.Path]]:
     """(person, path) of every one-face photo: the knn training folders, and the test images of one face."""
     train = FACES / "examples/knn_examples/train"
     found = [(folder.name, path) for folder in sorted(train.iterdir()) for path in sorted(folder.iterdir())]
-    extra = [("obama", FACES / "tests/test_images/obama3.jpg"), ("alex_lacamoire", FACES / "examples/alex-lacamoire.png"),
+    extra = [("obama", FACES / "tests/test_images/obama3.jpg"),
+             ("alex_lacamoire", FACES / "examples/alex-lacamoire.png"),
              ("lin_manuel_miranda", FACES / "examples/lin-manuel-miranda.png")]
     return found + extra
 
@@ -88,8 +89,8 @@ def main() -> None:
                 changed += decisions[other] != full_decisions[index, other]
                 wrong += decisions[other] and not same[index, other]
                 missed += (not decisions[other]) and same[index, other]
-        print(f"{size} | {statistics.median(drifts):.3f} | {max(drifts):.3f} | {changed} of {total} | {wrong} | {missed}",
-              flush=True)
+        drift = f"{statistics.median(drifts):.3f} | {max(drifts):.3f}"
+        print(f"{size} | {drift} | {changed} of {total} | {wrong} | {missed}", flush=True)
 
 
 if __name__ == "__main__":
