@@ -116,3 +116,8 @@ def test_enrollment_says_why_an_image_cannot_be_used(client, photo: str, code: s
 def test_a_small_photo_with_a_large_enough_face_enrolls(client) -> None:
     response = client.post("/enroll", data={"name": "obama", "image": upload(face_photo("examples/obama_small.jpg"))})
     assert response.status_code == 201, response.json  # 320x240, a 107 px face
+
+
+def test_a_name_cannot_hold_the_faces_segment(client) -> None:
+    response = client.post("/enroll", json={"name": "a/faces/b", "encodings": [[0.01] * 128]})
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_name"

@@ -155,7 +155,7 @@ _SPECS: dict[str, _Spec] = {
     "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _min_side,
                             "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is)."),
     "api_key_digests": _Spec("API_KEYS", _api_key_digests, _any,
-                             "Comma-separated API keys, or `sha256:<hex>` of each; when set, every endpoint but `/health` and `/ready` needs one (`X-API-Key` or `Authorization: Bearer`). Unset: open, with a warning at start-up.", secret=True),
+                             "Comma-separated API keys, or `sha256:<hex>` of each; when set, every endpoint but `/health`, `/ready`, `/openapi.json` and `/docs` needs one (`X-API-Key` or `Authorization: Bearer`). Unset: open, with a warning at start-up.", secret=True),
     "cors_origins": _Spec("FACEAPI_CORS_ORIGINS", _origins, _any,
                           "Comma-separated origins allowed by CORS; `*` allows any."),
     "log_level": _Spec("FACEAPI_LOG_LEVEL", str.lower, _log_level,

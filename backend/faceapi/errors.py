@@ -68,6 +68,9 @@ _DOMAIN_MESSAGES = {
     NameTaken: lambda error: f"{error.args[0]!r} is enrolled already; send \"merge\": true to merge the two",
 }
 
+# Methods every route answers, not worth naming in a 405's message.
+_IMPLICIT = frozenset({"HEAD", "OPTIONS"})
+
 # Codes for HTTP errors whose Werkzeug name reads badly as a code.
 _HTTP_CODES = {401: "unauthorized", 413: "upload_too_large", 415: "unsupported_media_type"}
 
@@ -124,8 +127,8 @@ def _http_message(error: HTTPException, response: Response) -> str:
     if error.code == 404:
         return f"there is no endpoint at {request.path}; /openapi.json lists them all"
     if error.code == 405:
-        allowed = response.headers.get("Allow", "")
-        return f"{request.path} does not take {request.method}; it takes {allowed}"
+        allowed = [method for method in response.headers.get("Allow", "").split(", ") if method not in _IMPLICIT]
+        return f"{request.path} does not take {request.method}; it takes {', '.join(allowed)}"
     if error.code == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         return f"the request body is over the upload limit of {limit} bytes (FACEAPI_UPLOAD_LIMIT_BYTES)"

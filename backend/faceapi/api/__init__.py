@@ -19,5 +19,6 @@ from faceapi.api import people
 
 def register(app: Flask) -> None:
     """Add every endpoint to ``app``."""
+    app.url_map.converters["person"] = people.PersonNameConverter
     for blueprint in (faces.bp, people.bp, data.bp, docs.bp):
         app.register_blueprint(blueprint)

@@ -27,8 +27,8 @@ def _ref(name: str) -> Schema:
 
 
 def _object(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
-    return {"type": "object", "properties": properties,
-            "required": [name for name in properties if name not in optional]}
+    required = [name for name in properties if name not in optional]
+    return {"type": "object", "properties": properties, **({"required": required} if required else {})}
 
 
 def _nullable(schema: Schema) -> Schema:
@@ -68,7 +68,8 @@ _SCHEMAS: dict[str, Schema] = {
     "Decision": _object({
         "name": _nullable(_STRING), "matched": _BOOL, "distance": _nullable(_NUMBER),
         "candidates": {"type": "array", "items": _ref("Candidate")}}, optional=("candidates",)),
-    "RecognizedFace": {"allOf": [_ref("Decision"), _object({"box": _ref("Box")})]},
+    "RecognizedFace": {"allOf": [_ref("Decision"), _object({"box": _ref("Box")}, optional=("box",))],
+                       "description": "a face's decision; with its box when it came from a photo"},
     "Status": _object({"status": _STRING}),
     "Person": _object({"name": _STRING, "face_count": _INT}),
     "FaceInfo": _object({"id": _STRING, "created_at": _nullable({"type": "string", "format": "date-time"}),
@@ -115,8 +116,8 @@ _ERROR_MEANINGS = {
 
 
 def _form(properties: dict[str, Schema], required: tuple[str, ...]) -> dict[str, Any]:
-    return {"multipart/form-data": {"schema": {"type": "object", "properties": properties,
-                                                "required": list(required)}}}
+    optional = tuple(name for name in properties if name not in required)
+    return {"multipart/form-data": {"schema": _object(properties, optional=optional)}}
 
 
 def _body(*media: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +128,8 @@ def _body(*media: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_body(properties: dict[str, Schema], required: tuple[str, ...]) -> dict[str, Any]:
-    return {"application/json": {"schema": {"type": "object", "properties": properties,
-                                             "required": list(required)}}}
+    optional = tuple(name for name in properties if name not in required)
+    return {"application/json": {"schema": _object(properties, optional=optional)}}
 
 
 def _operation(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None = None,

@@ -67,7 +67,7 @@ def recognize() -> dict[str, Any]:
     top_k = fields.read_count("top_k", MAX_TOP_K)
     body = fields.json_body()
     if body is not None:
-        encodings = fields.read_encodings(body.get("encodings"))
+        encodings = fields.read_encodings(fields.raw_field("encodings"))
         return {"faces": _decisions(services.store.gallery(), encodings, tolerance, top_k)}
     analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES))
     decisions = _decisions(services.store.gallery(), analysis.encodings(), tolerance, top_k)

@@ -25,6 +25,8 @@ from faceapi.matching import ENCODING_WIDTH
 from faceapi.services import Services
 
 MAX_NAME_LENGTH = 100
+# /people/<name>/faces/<id> addresses one face, so a name cannot hold this.
+FACES_SEGMENT = "/faces/"
 MAX_EXTERNAL_ID_LENGTH = 200
 MAX_MIN_FACE_PX = 100_000
 MAX_ENCODINGS = 100
@@ -32,8 +34,6 @@ MAX_ENCODINGS = 100
 MAX_ENCODING_VALUE = 10.0
 
 Number = TypeVar("Number", int, float)
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def get_services() -> Services:
@@ -54,9 +54,11 @@ def json_body() -> dict[str, Any] | None:
 def raw_field(field: str) -> Any:
     """A field from the JSON body, else the form or the query string; None when absent."""
     body = json_body()
-    if body is not None:
-        return body.get(field, request.args.get(field))
-    return request.values.get(field)
+    if body is None:
+        return request.values.get(field)
+    if field in body and body[field] is None:
+        raise InvalidRequest(f"invalid_{field}", f"{field} must not be null; leave it out instead", field=field)
+    return body.get(field, request.args.get(field))
 
 
 def read_name(field: str = "name", value: Any = None) -> str:
@@ -78,6 +80,8 @@ def valid_name(raw: Any, code: str) -> str:
         raise InvalidRequest(code, f"the name must be at most {MAX_NAME_LENGTH} characters")
     if _has_control_characters(name):
         raise InvalidRequest(code, "the name must not contain control or invisible format characters")
+    if FACES_SEGMENT in name:
+        raise InvalidRequest(code, f"the name must not contain {FACES_SEGMENT!r}, which the URLs of faces use")
     return name
 
 
@@ -126,12 +130,12 @@ def read_number(field: str, parse: Callable[[str], Number], valid: Callable[[Num
 
 
 def read_flag(field: str) -> bool:
-    """An optional yes/no field: JSON true/false, or true/false, 1/0, yes/no, on/off; absent is False."""
+    """An optional yes/no field: JSON true or false, or the form text ``true`` or ``false``; absent is False."""
     raw = raw_field(field)
     if raw is None or isinstance(raw, bool):
         return bool(raw)
-    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
-        return raw.strip().lower() in _TRUE
+    if raw in ("true", "false"):
+        return raw == "true"
     raise InvalidRequest(f"invalid_{field}", f"{field} must be true or false")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from flask import Blueprint
 from flask import request
+from werkzeug.routing import PathConverter
 
 from faceapi.api import fields
 from faceapi.api.fields import get_services
@@ -17,6 +18,13 @@ from faceapi.errors import InvalidRequest
 from faceapi.store import FaceRecord
 
 bp = Blueprint("people", __name__)
+
+
+class PersonNameConverter(PathConverter):
+    """A person's name in a URL: may hold slashes (URL-encoded or not), but never ``/faces/``,
+    which starts a single face's path (`fields.valid_name` refuses such names)."""
+
+    regex = r"[^/](?:(?!/faces/).)*"
 
 MAX_ENROLL_IMAGES = 10
 DEFAULT_PAGE_SIZE = 100
@@ -32,8 +40,8 @@ def enroll() -> tuple[dict[str, Any], int]:
     body = fields.json_body()
     name = fields.read_name()
     if body is not None:
-        encodings = fields.read_encodings(body.get("encodings"))
-        external_ids = _external_ids(body.get("external_ids"), len(encodings))
+        encodings = fields.read_encodings(fields.raw_field("encodings"))
+        external_ids = _external_ids(fields.raw_field("external_ids"), len(encodings))
         enrollment = get_services().store.add_faces(name, encodings, external_ids)
         faces = [{"id": face_id} for face_id in enrollment.face_ids]
         return {"name": enrollment.name, "faces": faces, "face_count": enrollment.face_count}, 201
@@ -65,14 +73,14 @@ def people() -> dict[str, Any]:
             "next": fields.cursor_after(page[-1].name) if more else None}
 
 
-@bp.get("/people/<path:name>")
+@bp.get("/people/<person:name>")
 def person(name: str) -> dict[str, Any]:
     """One person's faces: id, creation time and the client's ``external_id``, oldest first."""
     faces = get_services().store.person_faces(name)
     return {"name": name, "face_count": len(faces), "faces": [_face_json(face) for face in faces]}
 
 
-@bp.patch("/people/<path:name>")
+@bp.patch("/people/<person:name>")
 def rename_person(name: str) -> dict[str, Any]:
     """Rename a person (JSON ``{"name": new}``); onto an enrolled name only with ``"merge": true``."""
     if fields.json_body() is None:
@@ -83,14 +91,14 @@ def rename_person(name: str) -> dict[str, Any]:
     return {"name": new_name, "face_count": face_count}
 
 
-@bp.delete("/people/<path:name>")
+@bp.delete("/people/<person:name>")
 def delete_person(name: str) -> dict[str, Any]:
     """Remove a person and every face enrolled for them."""
     removed = get_services().store.remove_person(name)
     return {"name": name, "deleted_faces": removed}
 
 
-@bp.delete("/people/<path:name>/faces/<face_id>")
+@bp.delete("/people/<person:name>/faces/<face_id>")
 def delete_face(name: str, face_id: str) -> dict[str, Any]:
     """Remove one face; the person keeps the others (and is removed with their last face)."""
     left = get_services().store.remove_face(name, face_id)

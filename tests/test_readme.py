@@ -1,0 +1,51 @@
+"""README's API examples, run as they are written against a real gunicorn, in a folder of the labelled photos."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+
+from tests.photos import class_photo
+from tests.servers import FACES
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def api_examples() -> str:
+    """The shell block of README's "## API" section."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## API\n"):]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def test_every_api_example_works(gunicorn_factory, tmp_path: pathlib.Path) -> None:
+    server = gunicorn_factory()
+    for folder in ("tests/test_images", "examples"):
+        for photo in (FACES / folder).iterdir():
+            if photo.is_file() and not (tmp_path / photo.name).exists():
+                (tmp_path / photo.name).symlink_to(photo)
+    (tmp_path / "class.jpg").write_bytes(class_photo(240))
+    # Every curl fails the script on an HTTP error; the examples are meant to succeed, in order.
+    script = "set -euo pipefail\n" + api_examples().replace("curl ", "curl -sS --fail-with-body ").replace(
+        "localhost:8000", f"127.0.0.1:{server.port}")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    exported = (tmp_path / "export.json").read_text()
+    assert '"format": "faceapi-export"' in exported and '"name": "biden"' in exported
+    assert server.client().get("/people").json["people"] == [{"name": "biden", "face_count": 1}]
+
+
+def test_every_endpoint_has_an_example() -> None:
+    from faceapi.api.contract import openapi_document
+
+    examples = api_examples()
+    for path, item in openapi_document()["paths"].items():
+        if path.startswith("/docs/"):
+            continue  # the page's own assets
+        pattern = re.escape(path).replace(r"\{name\}", "[^/ ']+").replace(r"\{face_id\}", r"[^/ '\"]+")
+        for method in item:
+            flag = "" if method in ("get", "post") else f"-X {method.upper()} .*"
+            assert re.search(f"curl {flag}.*localhost:8000{pattern}['\" \\n?]", examples + "\n"), (method, path)
