@@ -85,8 +85,9 @@ def test_log_never_holds_a_persons_name(gunicorn_factory) -> None:
     assert enroll(client, "Joe Biden", "biden.jpg").status_code == 201
     assert client.delete("/people/Joe%20Biden").status_code == 200
     assert client.delete("/people/Joe%20Biden").status_code == 404
-    assert client.get("/people/Joe%20Biden").status_code == 405
+    assert client.get("/people/Joe%20Biden").status_code == 404
+    assert client.request("PUT", "/people/Joe%20Biden").status_code == 405
     log = server.log()
     assert " DELETE /people/<name> 200 " in log and " DELETE /people/<name> 404 " in log, log
-    assert " GET (no route) 405 " in log, log
+    assert " GET /people/<name> 404 " in log and " PUT (no route) 405 " in log, log
     assert "Joe" not in log and "Biden" not in log, log

@@ -154,3 +154,24 @@ def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, engine) -> 
     assert names(recognize(client, "examples/two_people.jpg")) == ["Barack Obama", "Joe Biden"]
     assert client.get("/people").json["people"] == [{"name": "Barack Obama", "face_count": 2},
                                                     {"name": "Joe Biden", "face_count": 1}]
+
+
+def _open_store(path: str, model: str) -> None:
+    PickleStore(path, model)
+
+
+def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "faces.pkl"
+    path.write_bytes(FORMAT_1_STORE.read_bytes())
+    model = pickle.loads(FORMAT_1_STORE.read_bytes())["model"]
+    context = multiprocessing.get_context("spawn")
+    openers = [context.Process(target=_open_store, args=(str(path), model)) for _ in range(2)]
+    for process in openers:
+        process.start()
+    for process in openers:
+        process.join(60)
+        assert process.exitcode == 0
+    assert pickle.loads(path.read_bytes())["format"] == 2
+    # Written once: the backup is still the format-1 file, not a second copy of the upgraded one.
+    assert (tmp_path / "faces.pkl.bak").read_bytes() == FORMAT_1_STORE.read_bytes()
+    assert sum(p.face_count for p in PickleStore(path, model).people()) == 3

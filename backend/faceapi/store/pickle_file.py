@@ -87,7 +87,7 @@ class PickleStore:
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
         if self._current()[1]["format"] != FORMAT_VERSION:
-            self._update(lambda data: None)  # upgrade in place: _write writes the current format
+            self._upgrade_in_place()
 
     def add_faces(self, name: str, encodings: np.ndarray,
                   external_ids: Sequence[str | None] | None = None) -> Enrollment:
@@ -253,6 +253,14 @@ class PickleStore:
             signature = self._write(data, erase=erase)
             self._cache = (signature, data, _gallery_of(data))
             return result
+
+    def _upgrade_in_place(self) -> None:
+        """Rewrite an older format as the current one, unless another process just did (the lock decides)."""
+        with self._thread_lock, self._file_lock():
+            signature, data, gallery = self._read()
+            if data["format"] != FORMAT_VERSION:
+                signature = self._write(data, erase=False)  # the old file stays as the backup
+            self._cache = (signature, data, gallery)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
