@@ -61,16 +61,20 @@ def raw_field(field: str) -> Any:
     return body.get(field, request.args.get(field))
 
 
-def read_name(field: str = "name", value: Any = None) -> str:
-    """A person's name: 1-100 characters once trimmed, no control or invisible format characters."""
-    raw = raw_field(field) if value is None else value
+def read_name() -> str:
+    """Field ``name``: a person's name (see `valid_name`); 400 ``missing_name`` or ``invalid_name``."""
+    raw = raw_field("name")
     if raw is None:
-        raise InvalidRequest("missing_name", f"send the person's name as field '{field}'")
-    return valid_name(raw, "invalid_name")
+        raise InvalidRequest("missing_name", "send the person's name as field 'name'", field="name")
+    try:
+        return valid_name(raw, "invalid_name")
+    except InvalidRequest as error:
+        raise InvalidRequest(error.code, error.message, field="name") from None
 
 
 def valid_name(raw: Any, code: str) -> str:
-    """``raw`` as a person's name, or 400 ``code`` saying what is wrong with it."""
+    """``raw`` as a person's name (1-100 characters once trimmed, no control or invisible format
+    characters, no `FACES_SEGMENT`), or 400 ``code`` saying what is wrong with it."""
     if not isinstance(raw, str):
         raise InvalidRequest(code, "the name must be a string")
     name = raw.strip()
@@ -123,9 +127,9 @@ def read_number(field: str, parse: Callable[[str], Number], valid: Callable[[Num
             raise ValueError(raw)
         value = parse(raw) if isinstance(raw, str) else _exact(raw, parse)
     except (ValueError, OverflowError):
-        raise InvalidRequest(f"invalid_{field}", message) from None
+        raise InvalidRequest(f"invalid_{field}", message, field=field) from None
     if not valid(value):
-        raise InvalidRequest(f"invalid_{field}", message)
+        raise InvalidRequest(f"invalid_{field}", message, field=field)
     return value
 
 
@@ -136,7 +140,7 @@ def read_flag(field: str) -> bool:
         return bool(raw)
     if raw in ("true", "false"):
         return raw == "true"
-    raise InvalidRequest(f"invalid_{field}", f"{field} must be true or false")
+    raise InvalidRequest(f"invalid_{field}", f"{field} must be true or false", field=field)
 
 
 def read_cursor(field: str = "cursor") -> str | None:
@@ -147,7 +151,8 @@ def read_cursor(field: str = "cursor") -> str | None:
     try:
         return base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest("invalid_cursor", "cursor must be the 'next' value of a previous page") from None
+        raise InvalidRequest("invalid_cursor", "cursor must be the 'next' value of a previous page",
+                             field=field) from None
 
 
 def cursor_after(name: str) -> str:
