@@ -7,7 +7,9 @@ Laid out like gunicorn's examples/example_config.py.
 
 import gc
 import os
+import shutil
 import sys
+import tempfile
 
 # One BLAS thread per call, before numpy loads: a worker's request threads are the parallelism,
 # and a BLAS pool per thread would oversubscribe the cores (docs/ENCODER.md, sizing).
@@ -24,6 +26,11 @@ try:
 except ConfigError as error:
     # The message names every bad variable; gunicorn would wrap it in a traceback.
     sys.exit(f"faceapi: {error}")
+# Metrics from every worker, summed at each scrape (prometheus_client's multiprocess mode): each process
+# writes its counts to files in this directory, which must start empty, so every start gets a new one.
+_metrics_dir = tempfile.mkdtemp(prefix="faceapi-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
 # Before the app loads and before fork: 2 malloc arenas and a fixed 1 MiB mmap threshold,
 # so image buffers go back to the system after each request (docs/BENCHMARKS.md, memory).
 tune_malloc()
@@ -76,3 +83,14 @@ def pre_fork(server, worker):
 
 def post_fork(server, worker):
     server.log.info("worker %s ready (threads=%s)", worker.pid, threads)
+
+
+def child_exit(server, worker):
+    """Drop a finished worker's live-gauge files (prometheus_client's multiprocess clean-up)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)

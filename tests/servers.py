@@ -47,7 +47,9 @@ class Response:
     def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.status_code = status
         self.headers = headers
-        self.json: Any = json.loads(body) if body else None
+        self.body = body
+        is_json = headers.get("Content-Type", "application/json").startswith("application/json")
+        self.json: Any = json.loads(body) if body and is_json else None
 
 
 class HttpClient:
@@ -56,9 +58,10 @@ class HttpClient:
     def __init__(self, port: int) -> None:
         self.port = port
 
-    def request(self, method: str, path: str, data: dict[str, Any] | None = None, timeout: float = 60) -> Response:
+    def request(self, method: str, path: str, data: dict[str, Any] | None = None, timeout: float = 60,
+                headers: dict[str, str] | None = None) -> Response:
         body = b""
-        headers = {}
+        headers = dict(headers or {})
         if data is not None:
             body, headers["Content-Type"] = encode_form(data)
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

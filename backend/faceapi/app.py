@@ -10,6 +10,7 @@ from flask_cors import CORS
 from faceapi import api
 from faceapi import auth
 from faceapi import errors
+from faceapi import metrics
 from faceapi import requestlog
 from faceapi.config import Settings
 from faceapi.engine import FaceEngine
@@ -29,12 +30,13 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.upload_limit_bytes, JSON_SORT_KEYS=False)
     app.json.sort_keys = False
-    services = Services.build(settings, engine)
+    services = Services.build(settings, engine, on_store_reload=metrics.STORE_RELOADS.inc)
     app.extensions["faceapi"] = services
     CORS(app, origins=list(settings.cors_origins), expose_headers=[requestlog.HEADER])
     requestlog.init_app(app)
     auth.init_app(app, settings.api_key_digests)
     errors.init_app(app)
+    metrics.init_app(app)
     api.register(app)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 from faceapi.config import Settings
 from faceapi.engine import FaceEngine
@@ -23,12 +24,17 @@ class Services:
     image_slots: threading.BoundedSemaphore
 
     @classmethod
-    def build(cls, settings: Settings, engine: FaceEngine | None = None) -> Services:
-        """Load the models (unless an engine is given) and open the store that ``settings`` name."""
+    def build(cls, settings: Settings, engine: FaceEngine | None = None,
+              on_store_reload: Callable[[], None] | None = None) -> Services:
+        """Load the models (unless an engine is given) and open the store that ``settings`` name.
+
+        :param on_store_reload: see `faceapi.store.open_store`'s ``on_reload``.
+        """
         if engine is None:
             # One detector per image slot: detection only runs while a slot is held.
             engine = FaceEngine.load(detect_options(settings), detectors=settings.max_concurrent_images)
-        store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads)
+        store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads,
+                           on_reload=on_store_reload)
         return cls(settings, engine, store, threading.BoundedSemaphore(settings.max_concurrent_images))
 
     @property

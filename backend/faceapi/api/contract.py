@@ -232,6 +232,13 @@ def _paths() -> dict[str, Any]:
                 "mode": _STRING, "people": _INT, "faces": _INT, "added": _INT}), 400, 401, 413, 422, 503, 507),
             body=_body(_form({"file": _BINARY, "mode": {"type": "string", "enum": ["merge", "replace"],
                                                         "default": "merge"}}, ("file",))), tag="data")},
+        "/metrics": {"get": _operation(
+            "Prometheus metrics of every worker: requests, latency, faces detected, people and faces enrolled, "
+            "store reloads", {"200": {"description": "Prometheus' text format",
+                                      "content": {"text/plain": {"schema": _STRING}}},
+                              "401": {"description": _ERROR_MEANINGS[401], **_json(_ref("Error"))},
+                              "default": {"description": "any other error", **_json(_ref("Error"))}},
+            tag="service")},
         "/openapi.json": {"get": _operation("This document", {"200": {"description": "OpenAPI 3",
                                                                       **_json({"type": "object"})}},
                                             tag="docs", open_=True)},

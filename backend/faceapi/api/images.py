@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from werkzeug.datastructures import FileStorage
 
+from faceapi import metrics
 from faceapi.api.fields import get_services
 from faceapi.engine import Box
 from faceapi.engine import largest_first
@@ -124,6 +125,7 @@ def _analyse(upload: FileStorage, min_face_px: int | None, choose: Chooser, *, e
         faces = [FoundFace(_to_upload_frame(box, image), encoding, _points_in_upload_frame(face_points, image))
                  for box, encoding, face_points in zip(boxes, encodings, points, strict=True)]
         analysis = Analysis(image.width, image.height, plan, faces)
+        metrics.faces_detected(len(faces))
         del image
         release_free_memory()
         return analysis

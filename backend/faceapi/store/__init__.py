@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import uuid
+from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -146,17 +147,25 @@ class Store(Protocol):
         """Release files, connections and threads."""
 
 
-def open_store(location: str, model_id: str, *, pool_size: int = 4) -> Store:
+def open_store(location: str, model_id: str, *, pool_size: int = 4,
+               on_reload: Callable[[], None] | None = None) -> Store:
     """The store at ``location``: a ``postgresql://`` URL, or the path of a pickle file.
 
     :param model_id: identity of the models that make the encodings; encodings of
         other models are refused (pickle) or left out (PostgreSQL), never mixed in.
     :param pool_size: database connections per process (one per request thread).
+    :param on_reload: called each time this process reads the whole gallery afresh
+        (its first read, or after another process changed the store); for metrics.
     """
+    reloaded = on_reload or _nothing
     if location.startswith(POSTGRES_URL_SCHEMES):
         from faceapi.store.postgres import PostgresStore
 
-        return PostgresStore(location, model_id, pool_size)
+        return PostgresStore(location, model_id, pool_size, on_reload=reloaded)
     from faceapi.store.pickle_file import PickleStore
 
-    return PickleStore(location, model_id)
+    return PickleStore(location, model_id, on_reload=reloaded)
+
+
+def _nothing() -> None:
+    pass

@@ -71,11 +71,14 @@ class _PlainUnpickler(pickle.Unpickler):
 class PickleStore:
     """The `faceapi.store.Store` on a local pickle file."""
 
-    def __init__(self, path: str | os.PathLike[str], model_id: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], model_id: str,
+                 on_reload: Callable[[], None] = lambda: None) -> None:
         """Open and read the store at ``path``; its directory is created if missing.
 
+        :param on_reload: called whenever the file is read afresh for readers (see `faceapi.store.open_store`).
         :raises StoreError: the file cannot be read, or is not a store of these models.
         """
+        self._on_reload = on_reload
         self.path = pathlib.Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".bak")
         self._lock_path = self.path.with_name(self.path.name + ".lock")
@@ -196,6 +199,7 @@ class PickleStore:
         with self._thread_lock:
             if self._cache is None or self._cache[0] != self._signature():
                 self._cache = self._read()
+                self._on_reload()
             return self._cache
 
     def _signature(self) -> _Signature | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 
@@ -75,14 +76,17 @@ _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a 
 class PostgresStore:
     """The `faceapi.store.Store` on a PostgreSQL database."""
 
-    def __init__(self, dsn: str, model_id: str, pool_size: int = 4) -> None:
+    def __init__(self, dsn: str, model_id: str, pool_size: int = 4,
+                 on_reload: Callable[[], None] = lambda: None) -> None:
         """Connect once to migrate the schema; the pool opens later, in the process that uses it.
 
         :param pool_size: connections per process; one per request thread is enough.
+        :param on_reload: called whenever the gallery is read afresh (see `faceapi.store.open_store`).
         :raises StoreUnavailable: the database cannot be reached.
         """
         self._dsn = dsn
         self._model_id = model_id
+        self._on_reload = on_reload
         self._pool_size = pool_size
         self._pool: ConnectionPool | None = None
         self._pool_pid = 0
@@ -174,6 +178,7 @@ class PostgresStore:
             ).fetchall()
         gallery = _gallery_of(rows)
         self._cache = (version, gallery)
+        self._on_reload()
         return gallery
 
     def faces(self) -> list[FaceRecord]:

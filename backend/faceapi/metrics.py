@@ -1,0 +1,103 @@
+"""Prometheus metrics at ``/metrics``, summed over every gunicorn worker.
+
+Under gunicorn each worker counts in its own files (prometheus_client's multiprocess
+mode: ``gunicorn.conf.py`` gives every start a fresh ``PROMETHEUS_MULTIPROC_DIR``),
+and a scrape, whichever worker serves it, adds them all up. Without that variable
+(the Flask test client, a plain ``flask run``) the process counts alone.
+
+- ``faceapi_requests_total{endpoint, method, status}`` and
+  ``faceapi_request_duration_seconds{endpoint, method}``: the endpoint is the masked
+  route (``/people/<name>``), so no person's name becomes a label;
+- ``faceapi_faces_detected_total{endpoint}``: faces found in uploaded images;
+- ``faceapi_people_enrolled`` and ``faceapi_faces_enrolled``: read from the store at scrape;
+- ``faceapi_store_reloads_total``: whole-gallery reads (a process's first, and each
+  after another process changed the store).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import request
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+from prometheus_client import generate_latest
+from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from faceapi.requestlog import masked_route
+
+REQUESTS = Counter("faceapi_requests", "HTTP requests answered", ["endpoint", "method", "status"])
+LATENCY = Histogram("faceapi_request_duration_seconds", "Time to answer an HTTP request", ["endpoint", "method"],
+                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+FACES_DETECTED = Counter("faceapi_faces_detected", "Faces found in uploaded images", ["endpoint"])
+STORE_RELOADS = Counter("faceapi_store_reloads", "Whole-gallery reads of the store by a process")
+
+bp = Blueprint("metrics", __name__)
+
+
+def init_app(app: Flask) -> None:
+    """Time and count every request of ``app``, and serve ``/metrics``."""
+    app.before_request(_start)
+    app.after_request(_count)
+    app.register_blueprint(bp)
+
+
+def faces_detected(count: int) -> None:
+    """Count faces found by the current request's endpoint."""
+    FACES_DETECTED.labels(masked_route()).inc(count)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Every worker's counters, summed, and the store's totals, in Prometheus' text format."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_Forward(REGISTRY))
+    registry.register(_StoreTotals())
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _start() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _count(response: Response) -> Response:
+    started = g.get("metrics_started")
+    endpoint = masked_route()
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    if started is not None:
+        LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+    return response
+
+
+class _StoreTotals(Collector):
+    """People and faces enrolled, read from the store when scraped (every worker sees the same store)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gallery = current_app.extensions["faceapi"].store.gallery()
+        yield GaugeMetricFamily("faceapi_people_enrolled", "People enrolled", value=len(set(gallery.names)))
+        yield GaugeMetricFamily("faceapi_faces_enrolled", "Faces enrolled", value=len(gallery))
+
+
+class _Forward(Collector):
+    """This process's own metrics, when there is no multiprocess directory."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator:
+        return self._source.collect()
