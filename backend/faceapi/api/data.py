@@ -64,9 +64,10 @@ def import_file() -> dict[str, Any]:
     mode = fields.raw_field("mode") or "merge"
     if mode not in ("merge", "replace"):
         raise InvalidRequest("invalid_mode", "mode must be merge or replace", field="mode")
-    upload = request.files.get("file")
-    if upload is None:
-        raise InvalidRequest("missing_file", "send the export as multipart field 'file'", field="file")
+    files = request.files.getlist("file")
+    if len(files) != 1:
+        raise InvalidRequest("missing_file", "send one export as multipart field 'file'", field="file")
+    upload = files[0]
     services = get_services()
     records, people = _parse_export(upload.read(), services.engine.model_id)
     added = services.store.import_faces(records, replace=mode == "replace")

@@ -52,10 +52,16 @@ def json_body() -> dict[str, Any] | None:
 
 
 def raw_field(field: str) -> Any:
-    """A field from the JSON body, else the form or the query string; None when absent."""
+    """A field from the JSON body, else the form or the query string; None when absent.
+
+    A field given twice, or given empty, is 400 ``invalid_<field>``: which value was meant is unknown.
+    """
     body = json_body()
     if body is None:
-        return request.values.get(field)
+        values = request.values.getlist(field)
+        if len(values) > 1 or values == [""]:
+            raise InvalidRequest(f"invalid_{field}", f"send {field} once, with a value", field=field)
+        return values[0] if values else None
     if field in body and body[field] is None:
         raise InvalidRequest(f"invalid_{field}", f"{field} must not be null; leave it out instead", field=field)
     return body.get(field, request.args.get(field))
@@ -118,9 +124,9 @@ def read_count(field: str, largest: int) -> int | None:
 
 def read_number(field: str, parse: Callable[[str], Number], valid: Callable[[Number], bool],
                 message: str) -> Number | None:
-    """Optional field ``field``: None if absent or blank, else 400 ``invalid_<field>`` unless valid."""
+    """Optional field ``field``: None if absent, else 400 ``invalid_<field>`` unless valid."""
     raw = raw_field(field)
-    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+    if raw is None:
         return None
     try:
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
