@@ -15,7 +15,7 @@ from faceapi.store import NameTaken
 from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import open_store
-from faceapi.transfer import main as transfer_main
+from faceapi.cli import main as faceapi_main
 
 MODEL = "test-model"
 
@@ -74,11 +74,11 @@ def test_pickle_postgres_pickle_round_trip(tmp_path, pg_url: str, capsys) -> Non
     original = open_store(source, models)
     original.add_faces("ada", _encodings(3, 1))
     original.add_faces("bob", _encodings(2, 2))
-    assert transfer_main([source, pg_url]) == 0
-    assert transfer_main([source, pg_url]) == 0  # twice: nothing duplicated
+    assert faceapi_main(["transfer", source, pg_url]) == 0
+    assert faceapi_main(["transfer", source, pg_url]) == 0  # twice: nothing duplicated
     assert "added 0 new" in capsys.readouterr().out
     back = str(tmp_path / "back.pkl")
-    assert transfer_main([pg_url, back]) == 0
+    assert faceapi_main(["transfer", pg_url, back]) == 0
     before = {r.face_id: (r.name, r.encoding.tobytes()) for r in original.faces()}
     after = {r.face_id: (r.name, r.encoding.tobytes()) for r in open_store(back, models).faces()}
     assert after == before and len(after) == 5
@@ -86,13 +86,13 @@ def test_pickle_postgres_pickle_round_trip(tmp_path, pg_url: str, capsys) -> Non
 
 def test_transfer_command_refuses_missing_and_foreign_sources(tmp_path) -> None:
     """The installed command, from an unrelated directory: typos and non-stores are errors, and nothing is written."""
-    command = [str(pathlib.Path(sys.executable).with_name("faceapi-transfer"))]
+    command = [str(pathlib.Path(sys.executable).with_name("faceapi")), "transfer"]
     for missing in ("../data/face.pkl", "/nonexistent/dir/x.pkl"):
         result = subprocess.run([*command, missing, "copy.pkl"], cwd=tmp_path, capture_output=True, text=True)
-        assert result.returncode == 1 and "no store file at" in result.stderr, result.stderr
+        assert result.returncode == 2 and "no store file at" in result.stderr, result.stderr
     (tmp_path / "notes.txt").write_text("not a store")
     result = subprocess.run([*command, "notes.txt", "copy.pkl"], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 1 and "not a valid store file" in result.stderr and ".bak" not in result.stderr
+    assert result.returncode == 2 and "not a valid store file" in result.stderr and ".bak" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert not pathlib.Path("/nonexistent").exists()
 
@@ -102,7 +102,7 @@ def test_transfer_command_works_from_any_directory(tmp_path) -> None:
     from faceapi.engine import model_id
 
     open_store(str(tmp_path / "faces.pkl"), model_id(ModelPaths.from_package())).add_faces("ada", _encodings(2, 1))
-    command = [sys.executable, "-m", "faceapi.transfer", "faces.pkl", "backup/copy.pkl"]
+    command = [sys.executable, "-m", "faceapi.cli", "transfer", "faces.pkl", "backup/copy.pkl"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and "read 2 faces, added 2 new" in result.stdout, result.stderr
     assert (tmp_path / "backup" / "copy.pkl").is_file()

@@ -1,6 +1,6 @@
 """Copy every enrolled face from one store to another: pickle <-> PostgreSQL, or a backup copy.
 
-Usage: faceapi-transfer SOURCE DESTINATION   (or python -m faceapi.transfer, from any directory)
+Usage: faceapi transfer SOURCE DESTINATION   (`faceapi.cli`, from any directory)
 
 Each side is a pickle file path (relative to the current directory) or a
 ``postgresql://`` URL. The source must exist; the destination is created. Faces keep their ids and the destination skips
@@ -10,9 +10,7 @@ An export to a new pickle file is also the backup of a PostgreSQL store.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 from faceapi.config import POSTGRES_URL_SCHEMES
 from faceapi.engine import ModelPaths
@@ -38,21 +36,3 @@ def transfer(source: str, destination: str) -> tuple[int, int]:
     finally:
         from_store.close()
         to_store.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="faceapi-transfer", description=__doc__.splitlines()[0])
-    parser.add_argument("source", help="pickle file path or postgresql:// URL to read")
-    parser.add_argument("destination", help="pickle file path or postgresql:// URL to add to")
-    args = parser.parse_args(argv)
-    try:
-        read, added = transfer(args.source, args.destination)
-    except StoreError as exc:
-        print(f"transfer failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"read {read} faces, added {added} new ({read - added} already present)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

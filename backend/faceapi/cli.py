@@ -1,0 +1,194 @@
+"""``faceapi``: the command line for everyday work with a running service, local or deployed.
+
+    faceapi enroll-dir DIR [--url URL] [--api-key KEY]   enroll a folder of one sub-folder per person
+    faceapi export FILE [--url URL] [--api-key KEY]      save every enrollment (GET /export)
+    faceapi import FILE [--mode merge|replace] [...]     load an export (POST /import)
+    faceapi transfer SOURCE DESTINATION                  copy between stores directly (pickle file or postgresql://)
+
+The service is reached over HTTP (``--url``, default ``$FACEAPI_URL`` or http://localhost:8000) with
+``--api-key`` or ``$FACEAPI_API_KEY`` when it has keys. ``enroll-dir`` sends one image per request, tagged
+with ``external_id`` ``<person>/<file>``, and first asks the service which of a person's files it already
+holds, so a second run (after a failure, or with new photos) skips what is done, with no state file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm import tqdm
+from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import MultiDict
+from werkzeug.test import encode_multipart
+
+from faceapi.store import StoreError
+from faceapi.transfer import transfer
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+DEFAULT_URL = "http://localhost:8000"
+_TIMEOUT_S = 120
+
+
+class ServiceError(Exception):
+    """The service answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Service:
+    """A faceapi service at ``url``: the few calls the command line needs."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.headers = {"X-API-Key": api_key} if api_key else {}
+
+    def enrolled_external_ids(self, name: str) -> set[str]:
+        """The external ids of person ``name``'s faces; empty for someone not enrolled."""
+        try:
+            person = self._call("GET", f"/people/{urllib.parse.quote(name, safe='')}")
+        except ServiceError as error:
+            if error.code == "unknown_person":
+                return set()
+            raise
+        return {face["external_id"] for face in person["faces"] if face["external_id"]}
+
+    def enroll(self, name: str, image: pathlib.Path, external_id: str) -> dict[str, Any]:
+        with open(image, "rb") as data:
+            fields = MultiDict([("name", name), ("external_id", external_id),
+                                ("image", FileStorage(data, filename=image.name))])
+            boundary, body = encode_multipart(fields)
+        return self._call("POST", "/enroll", body, f"multipart/form-data; boundary={boundary}")
+
+    def export(self, destination: pathlib.Path) -> None:
+        request = urllib.request.Request(self.url + "/export", headers=self.headers)
+        with self._open(request) as response, open(destination, "wb") as out:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+
+    def import_file(self, source: pathlib.Path, mode: str) -> dict[str, Any]:
+        with open(source, "rb") as data:
+            boundary, body = encode_multipart(MultiDict([("mode", mode),
+                                                         ("file", FileStorage(data, filename=source.name))]))
+        return self._call("POST", "/import", body, f"multipart/form-data; boundary={boundary}")
+
+    def _call(self, method: str, path: str, body: bytes | None = None,
+              content_type: str | None = None) -> dict[str, Any]:
+        headers = {**self.headers, **({"Content-Type": content_type} if content_type else {})}
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
+        with self._open(request) as response:
+            return json.load(response)
+
+    def _open(self, request: urllib.request.Request) -> Any:
+        try:
+            return urllib.request.urlopen(request, timeout=_TIMEOUT_S)
+        except urllib.error.HTTPError as error:
+            try:
+                detail = json.load(error)["error"]
+            except (ValueError, KeyError, TypeError):
+                detail = {"code": None, "message": error.reason}
+            raise ServiceError(detail["message"], error.code, detail["code"]) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise ServiceError(f"cannot reach {self.url}: {getattr(error, 'reason', error)}") from None
+
+
+def enroll_dir(service: Service, folder: pathlib.Path, *, progress: bool = True) -> dict[str, Any]:
+    """Enroll every image of ``folder/<person>/``; return counts and the refused images with their reasons.
+
+    :raises ServiceError: the service is unreachable or refuses the key (nothing more can be done).
+    """
+    people = sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    images = [(person.name, image) for person in people for image in _images(person.iterdir())]
+    summary: dict[str, Any] = {"enrolled": 0, "skipped": 0, "refused": []}
+    done: dict[str, set[str]] = {}
+    with tqdm(images, unit="image", disable=not progress, file=sys.stderr) as bar:
+        for name, image in bar:
+            external_id = f"{name}/{image.name}"
+            if name not in done:
+                done[name] = service.enrolled_external_ids(name)
+            if external_id in done[name]:
+                summary["skipped"] += 1
+                continue
+            try:
+                service.enroll(name, image, external_id)
+            except ServiceError as error:
+                if error.status is None or error.status == 401 or error.status >= 500:
+                    raise  # the service, not the image: nothing more can be done
+                summary["refused"].append({"image": external_id, "code": error.code, "message": str(error)})
+                continue
+            summary["enrolled"] += 1
+            done[name].add(external_id)
+    return summary
+
+
+def _images(paths: Iterable[pathlib.Path]) -> list[pathlib.Path]:
+    return sorted(path for path in paths if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; exit status 0 on success, 1 when images were refused, 2 on errors."""
+    parser = argparse.ArgumentParser(prog="faceapi", description=__doc__.splitlines()[0].strip("`: "))
+    commands = parser.add_subparsers(dest="command", required=True)
+    enroll = _with_service(commands.add_parser("enroll-dir", help="enroll a folder of one sub-folder per person"))
+    enroll.add_argument("folder", type=pathlib.Path)
+    enroll.add_argument("--quiet", action="store_true", help="no progress bar")
+    export = _with_service(commands.add_parser("export", help="save every enrollment to a file"))
+    export.add_argument("file", type=pathlib.Path)
+    load = _with_service(commands.add_parser("import", help="load an export file"))
+    load.add_argument("file", type=pathlib.Path)
+    load.add_argument("--mode", choices=("merge", "replace"), default="merge")
+    copy = commands.add_parser("transfer", help="copy every face between stores, without a service")
+    copy.add_argument("source", help="pickle file path or postgresql:// URL to read")
+    copy.add_argument("destination", help="pickle file path or postgresql:// URL to add to")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (ServiceError, StoreError, OSError) as error:
+        print(f"faceapi {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+def _with_service(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--url", default=os.environ.get("FACEAPI_URL", DEFAULT_URL),
+                        help="the service (default $FACEAPI_URL, else %(default)s)")
+    parser.add_argument("--api-key", default=os.environ.get("FACEAPI_API_KEY"),
+                        help="its API key (default $FACEAPI_API_KEY)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "transfer":
+        read, added = transfer(args.source, args.destination)
+        print(f"read {read} faces, added {added} new ({read - added} already present)")
+        return 0
+    service = Service(args.url, args.api_key)
+    if args.command == "export":
+        service.export(args.file)
+        print(f"exported to {args.file}")
+        return 0
+    if args.command == "import":
+        answer = service.import_file(args.file, args.mode)
+        print(f"{answer['mode']}: {answer['faces']} faces of {answer['people']} people in the file, "
+              f"{answer['added']} added")
+        return 0
+    if not args.folder.is_dir():
+        raise ServiceError(f"no folder at {args.folder}")
+    summary = enroll_dir(service, args.folder, progress=not args.quiet)
+    print(f"enrolled {summary['enrolled']}, already enrolled {summary['skipped']}, refused {len(summary['refused'])}")
+    for refusal in summary["refused"]:
+        print(f"  refused {refusal['image']}: {refusal['code']}: {refusal['message']}")
+    return 1 if summary["refused"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The ``faceapi`` command against a real gunicorn: a folder enrolled with refusals explained, resumed
+without duplicates, with an API key; export and import."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import subprocess
+import sys
+
+from PIL import Image
+
+from tests.servers import FACES
+
+TRAIN = FACES / "examples/knn_examples/train"
+FACEAPI = str(pathlib.Path(sys.executable).with_name("faceapi"))
+
+
+def _folder(root: pathlib.Path) -> pathlib.Path:
+    """knn_examples/train's layout (one sub-folder per person), plus three images that must be refused."""
+    folder = root / "people"
+    for person in TRAIN.iterdir():
+        (folder / person.name).mkdir(parents=True)
+        for photo in person.iterdir():
+            (folder / person.name / photo.name).symlink_to(photo)
+    (folder / "obama" / "group.jpg").symlink_to(FACES / "examples/two_people.jpg")
+    (folder / "obama" / "tiny.jpg").symlink_to(FACES / "examples/obama-240p.jpg")
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), "gray").save(blank, "PNG")
+    (folder / "biden" / "blank.png").write_bytes(blank.getvalue())
+    (folder / "biden" / "notes.txt").write_text("not an image: left alone")
+    return folder
+
+
+def _run(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
+    extra = ["--api-key", key] if key else []
+    return subprocess.run([FACEAPI, *args, *extra], capture_output=True, text=True, timeout=300)
+
+
+def test_enroll_dir_is_resumable_and_explains_refusals(gunicorn_factory, tmp_path: pathlib.Path) -> None:
+    server = gunicorn_factory(API_KEYS="letmein")
+    url = f"http://127.0.0.1:{server.port}"
+    folder = _folder(tmp_path)
+    denied = _run("enroll-dir", str(folder), "--url", url)
+    assert denied.returncode == 2 and "API key" in denied.stderr
+    first = _run("enroll-dir", str(folder), "--url", url, key="letmein")
+    assert first.returncode == 1, first.stderr  # some images were refused
+    assert "enrolled 9, already enrolled 0, refused 3" in first.stdout
+    assert "refused obama/group.jpg: multiple_faces" in first.stdout
+    assert "refused obama/tiny.jpg: face_too_small" in first.stdout
+    assert "refused biden/blank.png: no_face" in first.stdout
+    assert "image/s" in first.stderr or "it/s" in first.stderr or "100%" in first.stderr  # the progress bar
+    people = {p["name"]: p["face_count"] for p in server.client().request(
+        "GET", "/people", headers={"X-API-Key": "letmein"}).json["people"]}
+    assert people == {"alex_lacamoire": 1, "biden": 2, "kit_harington": 2, "obama": 2, "rose_leslie": 2}
+    (folder / "alex_lacamoire" / "second.png").symlink_to(FACES / "examples/alex-lacamoire.png")
+    second = _run("enroll-dir", str(folder), "--url", url, key="letmein")
+    assert "enrolled 1, already enrolled 9, refused 3" in second.stdout, second.stdout
+    people = {p["name"]: p["face_count"] for p in server.client().request(
+        "GET", "/people", headers={"X-API-Key": "letmein"}).json["people"]}
+    assert people["alex_lacamoire"] == 2 and sum(people.values()) == 10
+
+
+def test_export_and_import(gunicorn_factory, tmp_path: pathlib.Path) -> None:
+    source = gunicorn_factory("source")
+    target = gunicorn_factory("target", FACEAPI_STORE_PATH=str(tmp_path / "target.pkl"))
+    folder = _folder(tmp_path)
+    assert _run("enroll-dir", str(folder), "--url", f"http://127.0.0.1:{source.port}", "--quiet").returncode == 1
+    exported = tmp_path / "export.json"
+    assert _run("export", str(exported), "--url", f"http://127.0.0.1:{source.port}").returncode == 0
+    assert len(json.loads(exported.read_text())["people"]) == 5
+    loaded = _run("import", str(exported), "--url", f"http://127.0.0.1:{target.port}", "--mode", "replace")
+    assert loaded.returncode == 0 and "9 faces of 5 people in the file, 9 added" in loaded.stdout, loaded.stderr
+    assert target.client().get("/people").json == source.client().get("/people").json
+    unreachable = _run("export", str(exported), "--url", "http://127.0.0.1:9")
+    assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr
