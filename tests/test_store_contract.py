@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 
+from faceapi.cli import main as faceapi_main
 from faceapi.store import FaceRecord
 from faceapi.store import NameTaken
 from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import open_store
-from faceapi.cli import main as faceapi_main
 
 MODEL = "test-model"
 
