@@ -19,9 +19,10 @@ from werkzeug.exceptions import Unauthorized
 
 log = logging.getLogger(__name__)
 
-# Probes must answer without a key: platforms call them unauthenticated. The contract and its
-# page hold no data, and the page's "Authorize" button supplies the key for the calls it makes.
-OPEN_ENDPOINTS = frozenset({"faces.health", "faces.ready", "docs.openapi", "docs.docs_page", "docs.docs_asset"})
+# Probes must answer without a key: platforms call them unauthenticated. The contract, the docs
+# and demo pages and their static files hold no data; the pages send the key with the calls they make.
+OPEN_ENDPOINTS = frozenset({"faces.health", "faces.ready", "docs.openapi", "docs.docs_page", "docs.docs_asset",
+                            "demo.page", "static"})
 
 
 def init_app(app: Flask, key_digests: tuple[str, ...]) -> None:

@@ -239,6 +239,9 @@ def _paths() -> dict[str, Any]:
                               "401": {"description": _ERROR_MEANINGS[401], **_json(_ref("Error"))},
                               "default": {"description": "any other error", **_json(_ref("Error"))}},
             tag="service")},
+        "/": {"get": _operation("The demo page: enroll, recognize with boxes drawn, list and delete people", {
+            "200": {"description": "an HTML page", "content": {"text/html": {"schema": _STRING}}}},
+            tag="docs", open_=True)},
         "/openapi.json": {"get": _operation("This document", {"200": {"description": "OpenAPI 3",
                                                                       **_json({"type": "object"})}},
                                             tag="docs", open_=True)},
