@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Clean-install time of requirements.txt into a fresh virtualenv with pip's cache emptied, and,
-# with --compile-dlib, the time to build dlib from source instead (what the dlib-bin wheel saves).
-# Usage: bench/install_time.sh [--compile-dlib]
+# with --compile-dlib, the time to build dlib from source instead (what the dlib-bin wheel saves);
+# with --source-build, README's source-build recipe (OpenBLAS from apt, DLIB_* and CMAKE_BUILD_PARALLEL_LEVEL=1),
+# then bench/dlib_speed.py with that dlib and with the default, side by side.
+# Usage: bench/install_time.sh [--compile-dlib | --source-build]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 scratch="$(mktemp -d)"
@@ -27,4 +29,27 @@ if [ "${1:-}" = "--compile-dlib" ]; then
     peak_kb=$(grep 'Maximum resident set size' "$scratch/compile.log" | awk '{print $NF}')
     printf 'dlib compile from source: %.0f s, peak RSS of the largest process %s MB\n' \
         "$(echo "$end - $start" | bc)" "$((peak_kb / 1024))"
+fi
+
+if [ "${1:-}" = "--source-build" ]; then
+    echo "==> the source-build recipe: the Aptfile's lines, then dlib 20.0.1 compiled with BLAS, one job"
+    if ! dpkg -s libopenblas-dev liblapack-dev >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev liblapack-dev
+    fi
+    "$python" -m venv "$scratch/source"
+    "$scratch/source/bin/pip" install --quiet --no-cache-dir numpy==2.3.5 pillow==12.0.0 face-recognition-models==0.3.0 \
+        setuptools==80.9.0 2>/dev/null
+    start=$(date +%s.%N)
+    CMAKE_BUILD_PARALLEL_LEVEL=1 DLIB_USE_BLAS=ON DLIB_USE_LAPACK=ON DLIB_NO_GUI_SUPPORT=ON \
+        /usr/bin/time -v "$scratch/source/bin/pip" install --no-cache-dir --no-binary dlib dlib==20.0.1 \
+        > "$scratch/source.log" 2>&1 || { tail -20 "$scratch/source.log"; exit 1; }
+    end=$(date +%s.%N)
+    peak_kb=$(grep 'Maximum resident set size' "$scratch/source.log" | awk '{print $NF}')
+    printf 'dlib 20.0.1 source build (BLAS, 1 job): %.0f s, peak RSS of the largest process %s MB\n' \
+        "$(echo "$end - $start" | bc)" "$((peak_kb / 1024))"
+    grep -E "Enabling (AVX|SSE4)|Found (BLAS|LAPACK)|Using (BLAS|LAPACK)|BLAS library" "$scratch/source.log" | sort -u || true
+    echo "--- the source-built dlib"
+    OPENBLAS_NUM_THREADS=1 "$scratch/source/bin/python" "$ROOT/bench/dlib_speed.py"
+    echo "--- the default (dlib-bin wheel, and faceapi's encoder)"
+    OPENBLAS_NUM_THREADS=1 "$ROOT/.venv/bin/python" "$ROOT/bench/dlib_speed.py"
 fi
