@@ -30,6 +30,8 @@ PHOTO = ROOT.parent / "shared" / "faces" / "tests" / "test_images" / "obama.jpg"
 
 
 def median_ms(call, repeats: int) -> float:
+    """Median wall time of ``call`` (after one warm-up). Not shared with the other benchmarks: this script
+    also runs in a bare virtualenv that holds only dlib, numpy, Pillow and the models."""
     call()
     times = []
     for _ in range(repeats):

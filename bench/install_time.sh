@@ -10,6 +10,17 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 python="${PYTHON:-python3.11}"
 
+timed_build() {  # timed_build LABEL LOG COMMAND...: run COMMAND, print its time and peak memory
+    local label="$1" log="$2"; shift 2
+    local start end peak_kb
+    start=$(date +%s.%N)
+    /usr/bin/time -v "$@" > "$log" 2>&1 || { tail -20 "$log"; exit 1; }
+    end=$(date +%s.%N)
+    peak_kb=$(grep 'Maximum resident set size' "$log" | awk '{print $NF}')
+    printf '%s: %.0f s, peak RSS of the largest process %s MB\n' "$label" "$(echo "$end - $start" | bc)" \
+        "$((peak_kb / 1024))"
+}
+
 echo "==> clean install of requirements.txt (pip cache emptied)"
 "$python" -m pip cache purge >/dev/null 2>&1 || true
 "$python" -m venv "$scratch/venv"
@@ -22,13 +33,8 @@ if [ "${1:-}" = "--compile-dlib" ]; then
     echo "==> compiling dlib 20.0.0 from source (no wheel), as a plain 'pip install dlib' does"
     "$python" -m venv "$scratch/compile"
     "$scratch/compile/bin/pip" install --quiet --no-cache-dir cmake 2>/dev/null || true
-    start=$(date +%s.%N)
-    /usr/bin/time -v "$scratch/compile/bin/pip" install --no-cache-dir --no-binary dlib dlib==20.0.0 \
-        > "$scratch/compile.log" 2>&1 || { tail -20 "$scratch/compile.log"; exit 1; }
-    end=$(date +%s.%N)
-    peak_kb=$(grep 'Maximum resident set size' "$scratch/compile.log" | awk '{print $NF}')
-    printf 'dlib compile from source: %.0f s, peak RSS of the largest process %s MB\n' \
-        "$(echo "$end - $start" | bc)" "$((peak_kb / 1024))"
+    timed_build "dlib compile from source" "$scratch/compile.log" \
+        "$scratch/compile/bin/pip" install --no-cache-dir --no-binary dlib dlib==20.0.0
 fi
 
 if [ "${1:-}" = "--source-build" ]; then
@@ -39,14 +45,9 @@ if [ "${1:-}" = "--source-build" ]; then
     "$python" -m venv "$scratch/source"
     "$scratch/source/bin/pip" install --quiet --no-cache-dir numpy==2.3.5 pillow==12.0.0 face-recognition-models==0.3.0 \
         setuptools==80.9.0 2>/dev/null
-    start=$(date +%s.%N)
     CMAKE_BUILD_PARALLEL_LEVEL=1 DLIB_USE_BLAS=ON DLIB_USE_LAPACK=ON DLIB_NO_GUI_SUPPORT=ON \
-        /usr/bin/time -v "$scratch/source/bin/pip" install --no-cache-dir --no-binary dlib dlib==20.0.1 \
-        > "$scratch/source.log" 2>&1 || { tail -20 "$scratch/source.log"; exit 1; }
-    end=$(date +%s.%N)
-    peak_kb=$(grep 'Maximum resident set size' "$scratch/source.log" | awk '{print $NF}')
-    printf 'dlib 20.0.1 source build (BLAS, 1 job): %.0f s, peak RSS of the largest process %s MB\n' \
-        "$(echo "$end - $start" | bc)" "$((peak_kb / 1024))"
+        timed_build "dlib 20.0.1 source build (BLAS, 1 job)" "$scratch/source.log" \
+        "$scratch/source/bin/pip" install --no-cache-dir --no-binary dlib dlib==20.0.1
     grep -E "Enabling (AVX|SSE4)|Found (BLAS|LAPACK)|Using (BLAS|LAPACK)|BLAS library" "$scratch/source.log" | sort -u || true
     echo "--- the source-built dlib"
     OPENBLAS_NUM_THREADS=1 "$scratch/source/bin/python" "$ROOT/bench/dlib_speed.py"
