@@ -28,6 +28,8 @@ from flask import request
 
 from faceapi.api import fields
 from faceapi.api.fields import get_services
+from faceapi.api.people import face_json
+from faceapi.api.people import json_time
 from faceapi.errors import InvalidRequest
 from faceapi.store import FaceRecord
 from faceapi.store import utc_now
@@ -45,12 +47,12 @@ def export() -> Response:
     services = get_services()
     records = services.store.faces()
     header = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": services.engine.model_id,
-              "exported_at": _timestamp(utc_now())}
+              "exported_at": json_time(utc_now())}
 
     def stream() -> Iterator[str]:
         yield json.dumps(header)[:-1] + ', "people": ['
         for index, (name, faces) in enumerate(itertools.groupby(records, key=lambda record: record.name)):
-            person = {"name": name, "faces": [_face_json(face) for face in faces]}
+            person = {"name": name, "faces": [_exported_face(face) for face in faces]}
             yield ("," if index else "") + json.dumps(person)
         yield "]}\n"
 
@@ -74,13 +76,8 @@ def import_file() -> dict[str, Any]:
     return {"mode": mode, "people": people, "faces": len(records), "added": added}
 
 
-def _face_json(face: FaceRecord) -> dict[str, Any]:
-    return {"id": face.face_id, "created_at": None if face.created_at is None else _timestamp(face.created_at),
-            "external_id": face.external_id, "encoding": np.asarray(face.encoding, dtype=np.float64).tolist()}
-
-
-def _timestamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+def _exported_face(face: FaceRecord) -> dict[str, Any]:
+    return {**face_json(face), "encoding": np.asarray(face.encoding, dtype=np.float64).tolist()}
 
 
 def _parse_export(raw: bytes, model_id: str) -> tuple[list[FaceRecord], int]:

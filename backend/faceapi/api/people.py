@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def people() -> dict[str, Any]:
 def person(name: str) -> dict[str, Any]:
     """One person's faces: id, creation time and the client's ``external_id``, oldest first."""
     faces = get_services().store.person_faces(name)
-    return {"name": name, "face_count": len(faces), "faces": [_face_json(face) for face in faces]}
+    return {"name": name, "face_count": len(faces), "faces": [face_json(face) for face in faces]}
 
 
 @bp.patch("/people/<person:name>")
@@ -105,9 +106,15 @@ def delete_face(name: str, face_id: str) -> dict[str, Any]:
     return {"name": name, "deleted_face": face_id, "face_count": left}
 
 
-def _face_json(face: FaceRecord) -> dict[str, Any]:
-    created = None if face.created_at is None else face.created_at.isoformat().replace("+00:00", "Z")
+def face_json(face: FaceRecord) -> dict[str, Any]:
+    """A face as listed (and, with its encoding, exported): id, creation time in UTC, client's reference."""
+    created = None if face.created_at is None else json_time(face.created_at)
     return {"id": face.face_id, "created_at": created, "external_id": face.external_id}
+
+
+def json_time(moment: datetime.datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``, whatever zone the store's clock (a database session) used."""
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _external_ids(raw: Any, count: int) -> list[str | None] | None:
