@@ -123,24 +123,40 @@ def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
     assert [person.name for person in backup.people()] == ["ada"]
 
 
-FORMAT_1_STORE = pathlib.Path(__file__).parent / "data" / "store-format-1.pkl"
+def _format_1_bytes(engine) -> bytes:
+    """A store file as the format-1 store wrote it (``pickle.dumps`` of plain data, highest protocol), of
+    the labelled photos: obama.jpg and obama2.jpg as "Barack Obama", biden.jpg as "Joe Biden"."""
+    from PIL import Image
+
+    from faceapi.store import new_face_id
+    from tests.conftest import test_images
+
+    def encodings(*photos: str) -> bytes:
+        found = [engine.find_single_face(np.asarray(Image.open(test_images(photo)).convert("RGB"))).encoding
+                 for photo in photos]
+        return np.stack(found).astype("<f4").tobytes()
+
+    people = {
+        "Barack Obama": {"ids": [new_face_id(), new_face_id()], "encodings": encodings("obama.jpg", "obama2.jpg")},
+        "Joe Biden": {"ids": [new_face_id()], "encodings": encodings("biden.jpg")},
+    }
+    return pickle.dumps({"format": 1, "model": engine.model_id, "people": people}, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, engine) -> None:
-    """tests/data/store-format-1.pkl was written by the format-1 store (obama.jpg and obama2.jpg as
-    "Barack Obama", biden.jpg as "Joe Biden"); opening it upgrades the file, keeping every face."""
+    """Opening a format-1 store upgrades the file in place, keeping every face."""
     from faceapi import create_app
     from faceapi.config import Settings
     from tests.scenario import names
     from tests.scenario import recognize
 
+    format_1 = _format_1_bytes(engine)
     path = tmp_path / "faces.pkl"
-    path.write_bytes(FORMAT_1_STORE.read_bytes())
-    old = pickle.loads(FORMAT_1_STORE.read_bytes())  # our own file: plain data
-    assert old["format"] == 1 and old["model"] == engine.model_id
+    path.write_bytes(format_1)
+    old = pickle.loads(format_1)  # our own bytes: plain data
     store = PickleStore(path, engine.model_id)
     new = pickle.loads(path.read_bytes())
-    assert new["format"] == 2 and (tmp_path / "faces.pkl.bak").read_bytes() == FORMAT_1_STORE.read_bytes()
+    assert new["format"] == 2 and (tmp_path / "faces.pkl.bak").read_bytes() == format_1
     for name, person in old["people"].items():
         faces = store.person_faces(name)
         assert {f.face_id: f.encoding.tobytes() for f in faces} == dict(
@@ -160,10 +176,11 @@ def _open_store(path: str, model: str) -> None:
     PickleStore(path, model)
 
 
-def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathlib.Path) -> None:
+def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathlib.Path, engine) -> None:
+    format_1 = _format_1_bytes(engine)
     path = tmp_path / "faces.pkl"
-    path.write_bytes(FORMAT_1_STORE.read_bytes())
-    model = pickle.loads(FORMAT_1_STORE.read_bytes())["model"]
+    path.write_bytes(format_1)
+    model = engine.model_id
     context = multiprocessing.get_context("spawn")
     openers = [context.Process(target=_open_store, args=(str(path), model)) for _ in range(2)]
     for process in openers:
@@ -173,5 +190,5 @@ def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathli
         assert process.exitcode == 0
     assert pickle.loads(path.read_bytes())["format"] == 2
     # Written once: the backup is still the format-1 file, not a second copy of the upgraded one.
-    assert (tmp_path / "faces.pkl.bak").read_bytes() == FORMAT_1_STORE.read_bytes()
+    assert (tmp_path / "faces.pkl.bak").read_bytes() == format_1
     assert sum(p.face_count for p in PickleStore(path, model).people()) == 3
