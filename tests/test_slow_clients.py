@@ -7,11 +7,6 @@ import json
 import socket
 import time
 
-import pytest
-
-from faceapi.intake import MAX_HEAD_BYTES
-from faceapi.intake import RequestIntake
-from faceapi.intake import Verdict
 from tests.conftest import face_photo
 from tests.conftest import test_images
 from tests.scenario import enroll
@@ -99,47 +94,21 @@ def test_keep_alive_connection_serves_requests_one_after_another(gunicorn_factor
         connection.close()
 
 
+def test_the_next_request_on_a_kept_alive_connection_is_received_whole_too(gunicorn_factory) -> None:
+    """A fast first request, then a trickled second one on the same connection: 408, and no thread held."""
+    server = gunicorn_factory(WEB_CONCURRENCY="1", FACEAPI_THREADS="1", FACEAPI_REQUEST_TIMEOUT_S="2")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        time.sleep(0.5)
+        assert server.client().get("/health").status_code == 200  # the only thread is free
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+
+
 def test_declared_body_over_the_limit_is_refused_at_once(gunicorn_factory) -> None:
     server = gunicorn_factory(FACEAPI_UPLOAD_LIMIT_BYTES="1000000")
     request = b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\nContent-Type: image/jpeg\r\n\r\n"
     head, _, body = _raw_exchange(server.port, request).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 ") and json.loads(body)["error"]["code"] == "upload_too_large"
-
-
-# The intake alone: when is a request complete?
-def _fed(pieces: list[bytes], limit: int = 1000) -> list[Verdict]:
-    intake = RequestIntake(limit)
-    try:
-        return [intake.feed(piece) for piece in pieces]
-    finally:
-        intake.close()
-
-
-@pytest.mark.parametrize(("pieces", "verdicts"), [
-    ([b"GET / HTTP/1.1\r\nHost: x\r\n", b"\r\n"], [Verdict.WAIT, Verdict.COMPLETE]),
-    ([b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", b"cde"], [Verdict.WAIT, Verdict.COMPLETE]),
-    ([b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"], [Verdict.COMPLETE]),
-    ([b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n"], [Verdict.TOO_LARGE]),
-    ([b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"], [Verdict.COMPLETE]),  # malformed: gunicorn refuses it
-    ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", b"c\r\n0\r", b"\n\r\n"],
-     [Verdict.WAIT, Verdict.WAIT, Verdict.COMPLETE]),
-    ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0;ext=1\r\nTrailer: v\r\n", b"\r\n"],
-     [Verdict.WAIT, Verdict.COMPLETE]),
-    ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"], [Verdict.COMPLETE]),
-    ([b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"400\r\n" + b"a" * 1024 + b"\r\n", b"a" * 5000],
-     [Verdict.WAIT, Verdict.WAIT, Verdict.TOO_LARGE]),
-    ([b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD_BYTES], [Verdict.COMPLETE]),
-], ids=["no body", "sized body", "empty body", "declared too large", "bad length", "chunked", "trailer",
-        "bad chunk", "chunked too large", "endless header"])
-def test_intake_completeness(pieces: list[bytes], verdicts: list[Verdict]) -> None:
-    assert _fed(pieces) == verdicts
-
-
-def test_intake_keeps_every_byte_in_order() -> None:
-    intake = RequestIntake(10_000)
-    request = b"POST / HTTP/1.1\r\nContent-Length: 3000\r\n\r\n" + (bytes(range(256)) * 12)[:3000]
-    verdicts = [intake.feed(request[i:i + 7]) for i in range(0, len(request), 7)]
-    assert verdicts[-1] is Verdict.COMPLETE and set(verdicts[:-1]) == {Verdict.WAIT}
-    intake.spool.seek(0)
-    assert intake.spool.read() == request
-    intake.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask
 from flask_cors import CORS
@@ -32,13 +33,18 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     app.json.sort_keys = False
     services = Services.build(settings, engine, on_store_reload=metrics.STORE_RELOADS.inc)
     app.extensions["faceapi"] = services
-    CORS(app, origins=list(settings.cors_origins), expose_headers=[requestlog.HEADER])
+    CORS(app, **cors_options(settings))
     requestlog.init_app(app)
     auth.init_app(app, settings.api_key_digests)
     errors.init_app(app)
     metrics.init_app(app)
     api.register(app)
     return app
+
+
+def cors_options(settings: Settings) -> dict[str, Any]:
+    """flask-cors' options: the app's, and the worker's for the answers it gives without the app."""
+    return {"origins": list(settings.cors_origins), "expose_headers": [requestlog.HEADER]}
 
 
 def _configure_logging(level: str) -> None:
