@@ -5,6 +5,7 @@ read, so a bad variable stops the master with a message before any worker forks.
 Laid out like gunicorn's examples/example_config.py.
 """
 
+import atexit
 import gc
 import os
 import shutil
@@ -28,8 +29,19 @@ except ConfigError as error:
     sys.exit(f"faceapi: {error}")
 # Metrics from every worker, summed at each scrape (prometheus_client's multiprocess mode): each process
 # writes its counts to files in this directory, which must start empty, so every start gets a new one.
-_metrics_dir = tempfile.mkdtemp(prefix="faceapi-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+# It must exist before the app loads, and so before any server hook runs; it is removed when this
+# process exits, however it exits (a stop, --check-config, a failed boot), but not by its forked workers.
+_metrics_dir = tempfile.mkdtemp(prefix=f"faceapi-metrics-{os.getpid()}-",
+                                dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def _remove_metrics_dir(owner: int = os.getpid()) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+atexit.register(_remove_metrics_dir)
 
 # Before the app loads and before fork: 2 malloc arenas and a fixed 1 MiB mmap threshold,
 # so image buffers go back to the system after each request (docs/BENCHMARKS.md, memory).
@@ -91,6 +103,3 @@ def child_exit(server, worker):
 
     multiprocess.mark_process_dead(worker.pid)
 
-
-def on_exit(server):
-    shutil.rmtree(_metrics_dir, ignore_errors=True)

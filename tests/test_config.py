@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -11,6 +18,8 @@ from faceapi.config import ConfigError
 from faceapi.config import Settings
 from faceapi.config import describe_settings
 from tests.servers import ROOT
+from tests.servers import HttpClient
+from tests.servers import free_port
 
 
 def test_defaults_and_overrides() -> None:
@@ -68,3 +77,42 @@ def test_core_modules_do_not_import_flask() -> None:
             "faceapi.services, faceapi.store.pickle_file; print('flask' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "backend", capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_shared_virtualenv_serves_the_checkout_it_is_started_from(tmp_path: pathlib.Path) -> None:
+    """FACEAPI_VENV shared by two checkouts: each one's start script serves its own code, never the other's."""
+    second = tmp_path / "second"
+    for name in ("backend", "scripts"):
+        shutil.copytree(ROOT / name, second / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("gunicorn.conf.py", "pyproject.toml", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, second / name)
+    marker = "<!-- served from the second checkout -->"
+    demo = second / "backend" / "faceapi" / "static" / "demo.html"
+    demo.write_text(demo.read_text() + marker)
+    # Started by hand in the second checkout, this virtualenv's package would be the first one's: refused.
+    refused = subprocess.run([sys.executable, "-m", "faceapi.serve", "--check-config"], cwd=second / "scripts",
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and f"checkout {second}" in refused.stderr and str(ROOT) in refused.stderr
+    # The requirements stamp stands for this virtualenv (scripts/test installed them all), so nothing is installed.
+    requirements = b"".join(path.read_bytes() for path in sorted(ROOT.glob("requirements*.txt")))
+    (pathlib.Path(sys.prefix) / ".requirements-requirements.txt.sha256").write_text(
+        hashlib.sha256(requirements).hexdigest() + "\n")
+    port = free_port()
+    env = {**os.environ, "FACEAPI_VENV": sys.prefix, "PORT": str(port), "WEB_CONCURRENCY": "1",
+           "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl")}
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = subprocess.Popen([str(second / "scripts" / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError):
+                page = HttpClient(port).get("/")
+                if page.status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()
+        assert marker in page.body.decode()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

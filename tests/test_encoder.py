@@ -24,7 +24,6 @@ from tests.servers import ROOT
 PATHS = ModelPaths.from_package()
 ALL_PHOTOS = sorted(str(path.relative_to(FACES)) for path in FACES.rglob("*")
                     if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
-LARGEST_DIFFERENCE = {"value": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +52,9 @@ def test_same_numbers_as_dlib(engine: FaceEngine, dlib_encoder, relative: str) -
     expected = np.array([np.array(d) for d in dlib_encoder.compute_face_descriptor(image, shapes, 1)])
     got = engine.face_encodings(image, boxes)
     difference = float(np.abs(got - expected).max())
-    LARGEST_DIFFERENCE["value"] = max(LARGEST_DIFFERENCE["value"], difference)
     print(f"{relative}: {len(boxes)} faces, largest difference {difference:.2e}")
-    assert got.shape == expected.shape and difference < 1e-4
-
-
-def test_report_largest_difference() -> None:
-    """Runs after the comparisons above (file order): the figure quoted in docs/ENCODER.md."""
-    print(f"largest difference from dlib over all faces: {LARGEST_DIFFERENCE['value']:.2e}")
-    assert 0 < LARGEST_DIFFERENCE["value"] < 1e-4
+    # Above 0: two computations, not one compared with itself (float32 rounding leaves about 1e-7).
+    assert got.shape == expected.shape and 0 < difference < 1e-4
 
 
 def test_batch_and_single_give_the_same_numbers() -> None:

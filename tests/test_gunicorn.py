@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import os
 import pathlib
 import subprocess
 import sys
@@ -19,11 +20,28 @@ from tests.servers import ROOT
 from tests.servers import upload
 
 
-def test_config_checks() -> None:
+def _metrics_dirs(pid: int) -> list[pathlib.Path]:
+    """The metrics directories a gunicorn master with ``pid`` made (gunicorn.conf.py names them so)."""
+    return list(pathlib.Path("/dev/shm").glob(f"faceapi-metrics-{pid}-*"))
+
+
+def test_config_checks_and_failed_boots_leave_no_metrics_directory(tmp_path, gunicorn_factory) -> None:
     gunicorn = pathlib.Path(sys.executable).with_name("gunicorn")
-    result = subprocess.run([str(gunicorn), "--check-config", "--config", "gunicorn.conf.py"], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    checked = subprocess.Popen([str(gunicorn), "--check-config", "--config", "gunicorn.conf.py"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = checked.communicate(timeout=120)
+    assert checked.returncode == 0, output
+    (tmp_path / "notes.txt").write_text("not a store")  # the app cannot load: the boot fails
+    failed = subprocess.Popen([str(gunicorn), "--config", "gunicorn.conf.py"], cwd=ROOT, text=True,
+                              env={**os.environ, "FACEAPI_STORE_PATH": str(tmp_path / "notes.txt")},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = failed.communicate(timeout=120)
+    assert failed.returncode != 0 and "not a valid store file" in output, output
+    server = gunicorn_factory()
+    assert len(_metrics_dirs(server.process.pid)) == 1
+    server.__exit__(None, None, None)
+    for pid in (checked.pid, failed.pid, server.process.pid):
+        assert _metrics_dirs(pid) == [], pid
 
 
 def test_labelled_scenario_and_cross_worker_visibility(gunicorn_factory) -> None:

@@ -112,3 +112,27 @@ def test_schema_1_upgrades_once_with_two_instances_starting_together(pg_url: str
     assert face.face_id == "f1" and face.external_id is None and face.created_at is not None
     for store in stores:
         store.close()
+
+
+def test_faces_of_other_models_count_nowhere(pg_url: str, engine) -> None:
+    """A database shared with an older model's deploy: its faces are left out of every answer, and verify says so."""
+    import numpy as np
+
+    from faceapi import create_app
+    from faceapi.config import Settings
+    from faceapi.store.postgres import PostgresStore
+    from tests.conftest import TestClient
+
+    older = PostgresStore(pg_url, "an-older-model")
+    older.add_faces("ada", np.full((2, 128), 0.05, dtype=np.float64))
+    older.add_faces("obama", np.full((1, 128), 0.05, dtype=np.float64))
+    older.close()
+    client = TestClient(create_app(Settings(database_url=pg_url, workers=1), engine=engine).test_client())
+    assert enroll(client, "obama", "obama.jpg").status_code == 201
+    people = client.get("/people").json["people"]
+    assert people == [{"name": "ada", "face_count": 0}, {"name": "obama", "face_count": 1}]
+    assert len(client.get("/people/obama").json["faces"]) == 1 and client.get("/people/ada").json["faces"] == []
+    refused = client.post("/verify", data={"name": "ada", "image": upload(test_images("obama2.jpg"))})
+    assert refused.status_code == 422 and refused.json["error"]["code"] == "no_enrolled_face", refused.json
+    verified = client.post("/verify", data={"name": "obama", "image": upload(test_images("obama2.jpg"))})
+    assert verified.status_code == 200 and verified.json["match"] is True

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
+import psycopg
 import pytest
 
 from faceapi.cli import main as faceapi_main
 from faceapi.store import FaceRecord
 from faceapi.store import NameTaken
+from faceapi.store import StoreError
 from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import open_store
@@ -95,6 +98,26 @@ def test_transfer_command_refuses_missing_and_foreign_sources(tmp_path) -> None:
     assert result.returncode == 2 and "not a valid store file" in result.stderr and ".bak" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     assert not pathlib.Path("/nonexistent").exists()
+
+
+def test_transfer_closes_the_source_when_the_destination_fails(tmp_path, pg_url: str) -> None:
+    from faceapi.transfer import transfer
+
+    def faceapi_connections() -> int:
+        with psycopg.connect(pg_url) as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'faceapi'"
+            return conn.execute(query).fetchone()[0]
+
+    from faceapi.engine import ModelPaths
+    from faceapi.engine import model_id
+
+    with contextlib.closing(open_store(pg_url, model_id(ModelPaths.from_package()))) as source:
+        source.add_faces("ada", _encodings(2, 1))
+    (tmp_path / "notes.txt").write_text("not a store")
+    before = faceapi_connections()
+    with pytest.raises(StoreError, match="not a valid store file") as refused:
+        transfer(pg_url, str(tmp_path / "notes.txt"))
+    assert refused.value is not None and faceapi_connections() == before
 
 
 def test_transfer_command_works_from_any_directory(tmp_path) -> None:

@@ -10,6 +10,7 @@ An export to a new pickle file is also the backup of a PostgreSQL store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from faceapi.config import POSTGRES_URL_SCHEMES
@@ -28,11 +29,8 @@ def transfer(source: str, destination: str) -> tuple[int, int]:
     if not source.startswith(POSTGRES_URL_SCHEMES) and not os.path.isfile(source):
         raise StoreError(f"no store file at {os.path.abspath(source)}")
     models = model_id(ModelPaths.from_package())
-    from_store = open_store(source, models)
-    to_store = open_store(destination, models)
-    try:
+    # One store open at a time, each closed whatever happens: the source is released before the destination opens.
+    with contextlib.closing(open_store(source, models)) as from_store:
         records = from_store.faces()
+    with contextlib.closing(open_store(destination, models)) as to_store:
         return len(records), to_store.import_faces(records)
-    finally:
-        from_store.close()
-        to_store.close()

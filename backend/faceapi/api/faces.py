@@ -15,6 +15,7 @@ from faceapi.api.images import FoundFace
 from faceapi.api.images import find_faces
 from faceapi.api.images import find_one_face
 from faceapi.engine import LANDMARK_NAMES
+from faceapi.errors import InvalidRequest
 from faceapi.matching import Gallery
 from faceapi.matching import face_distance
 from faceapi.matching import match_faces
@@ -84,7 +85,11 @@ def verify() -> dict[str, Any]:
     largest = fields.read_flag("largest")
     if fields.raw_field("name") is not None:
         name = fields.read_name()
-        known = np.stack([face.encoding for face in services.store.person_faces(name)])
+        faces = services.store.person_faces(name)
+        if not faces:  # enrolled by other models only (a PostgreSQL store shared across model versions)
+            raise InvalidRequest("no_enrolled_face", f"{name!r} has no face encoded by this service's models; "
+                                 "enroll a photo of them again", 422, field="name")
+        known = np.stack([face.encoding for face in faces])
         side = find_one_face(_image(), "image", min_face_px, largest=largest)
         distance = float(face_distance(known, _encoding(side)).min())
         return {**_verdict(distance, tolerance), "name": name, "image": _side_json(side)}

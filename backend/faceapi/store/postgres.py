@@ -152,10 +152,12 @@ class PostgresStore:
         # COLLATE "C" orders by code point, as Python does, whatever the database's collation.
         with self._transaction() as cur:
             rows = cur.execute(
+                # Only this model's faces count, as in person_faces and gallery.
                 "SELECT p.name, count(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id "
+                "AND f.model = %(model)s "
                 'WHERE %(after)s::text IS NULL OR p.name COLLATE "C" > %(after)s '
                 'GROUP BY p.name ORDER BY p.name COLLATE "C" LIMIT %(limit)s',
-                {"after": after, "limit": limit},
+                {"after": after, "limit": limit, "model": self._model_id},
             ).fetchall()
         return [PersonSummary(name, count) for name, count in rows]
 
