@@ -18,14 +18,13 @@ import pathlib
 import socket
 import sys
 import tempfile
-import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
 
 from tests.servers import GunicornServer  # noqa: E402
-from tests.servers import HttpClient  # noqa: E402
+from tests.slow_clients import Prober  # noqa: E402
 from tests.slow_clients import summary  # noqa: E402
 
 # Issue 17's request first: a superscript two (latin-1 0xb2) passes str.isdigit() but not int().
@@ -49,21 +48,6 @@ def send_one(port: int, request: bytes) -> bytes:
     return answer.split(b"\r\n", 1)[0] or b"(closed without an answer)"
 
 
-def probe(port: int, stop: threading.Event, health: list[float], failures: list[str]) -> None:
-    client = HttpClient(port)
-    while not stop.wait(0.2):
-        started = time.perf_counter()
-        try:
-            status = client.request("GET", "/health", timeout=2).status_code
-        except OSError as error:
-            failures.append(type(error).__name__)
-            continue
-        if status != 200:
-            failures.append(str(status))
-        else:
-            health.append(time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20)
@@ -76,25 +60,22 @@ def main() -> None:
         env = {"WEB_CONCURRENCY": str(args.workers), "FACEAPI_STORE_PATH": f"{scratch}/faces.pkl"}
         with GunicornServer(pathlib.Path(scratch) / "gunicorn.log", env) as server:
             boots_at_start = server.log().count("Booting worker")
-            stop, health, failures = threading.Event(), [], []
-            prober = threading.Thread(target=probe, args=(server.port, stop, health, failures))
-            prober.start()
             answers: collections.Counter[bytes] = collections.Counter()
-            started = time.monotonic()
-            sent = 0
-            while (elapsed := time.monotonic() - started) < args.seconds:
-                if sent < elapsed * args.rate:
-                    answers[send_one(server.port, attacks[sent % len(attacks)])] += 1
-                    sent += 1
-                else:
-                    time.sleep(0.005)
-            stop.set()
-            prober.join()
+            with Prober(server.port, None, timeout_s=2, interval_s=0.2) as prober:
+                started = time.monotonic()
+                sent = 0
+                while (elapsed := time.monotonic() - started) < args.seconds:
+                    if sent < elapsed * args.rate:
+                        answers[send_one(server.port, attacks[sent % len(attacks)])] += 1
+                        sent += 1
+                    else:
+                        time.sleep(0.005)
             booted = server.log().count("Booting worker") - boots_at_start
+        failed = len(prober.failures)
         print(f"{sent} malformed requests in {args.seconds:g} s to {args.workers} worker(s)")
         print(f"  workers booted after start-up: {booted}")
-        print(f"  /health probes failed: {len(failures)} of {len(failures) + len(health)} {failures[:3]}")
-        print(f"  /health {summary(health)}")
+        print(f"  /health probes failed: {failed} of {len(prober.health)} {prober.failures[:3]}")
+        print(f"  /health {summary([s for s in prober.health if s < prober.timeout_s])}")
         for first_line, count in answers.most_common():
             print(f"  answered {first_line.decode(errors='replace')!r}: {count}")
 

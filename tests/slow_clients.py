@@ -77,10 +77,11 @@ class Trickle:
 
 
 class Prober:
-    """Times ``/health`` and a ``/recognize`` of ``photo`` in turn, until stopped; failures count as ``timeout_s``."""
+    """Times ``/health`` and a ``/recognize`` of ``photo`` (None: ``/health`` only) in turn, every ``interval_s``,
+    until stopped; failures count as ``timeout_s``."""
 
-    def __init__(self, port: int, photo: bytes, timeout_s: float = 30) -> None:
-        self.client, self.photo, self.timeout_s = HttpClient(port), photo, timeout_s
+    def __init__(self, port: int, photo: bytes | None, timeout_s: float = 30, interval_s: float = 0.5) -> None:
+        self.client, self.photo, self.timeout_s, self.interval_s = HttpClient(port), photo, timeout_s, interval_s
         self.health: list[float] = []
         self.recognize: list[float] = []
         self.failures: list[str] = []
@@ -98,8 +99,9 @@ class Prober:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.health.append(self._time("GET", "/health", None))
-            self.recognize.append(self._time("POST", "/recognize", {"image": upload(self.photo, "small.jpg")}))
-            self._stop.wait(0.5)
+            if self.photo is not None:
+                self.recognize.append(self._time("POST", "/recognize", {"image": upload(self.photo, "small.jpg")}))
+            self._stop.wait(self.interval_s)
 
     def _time(self, method: str, path: str, data: dict | None) -> float:
         started = time.perf_counter()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 
 from hypothesis import given
@@ -18,6 +17,7 @@ from tests.http_corpus import mutations
 from tests.scenario import enroll
 from tests.servers import encode_form
 from tests.servers import upload
+from tests.slow_clients import Prober
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n")
 ORIGIN = "http://page.example"
@@ -53,33 +53,6 @@ def responses(answer: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     return found
 
 
-class HealthProber:
-    """GET /health every 20 ms on a thread, for as long as the block runs."""
-
-    def __init__(self, port: int) -> None:
-        self.port, self.failures, self.answered = port, [], 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> HealthProber:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            try:
-                answer = exchange(self.port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                                  timeout=5)
-                assert responses(answer)[0][0] == 200
-                self.answered += 1
-            except (OSError, AssertionError, IndexError) as error:
-                self.failures.append(repr(error))
-
-
 def check_answer(answer: bytes) -> list[int]:
     """Every response is well framed; errors are our JSON, and none is a server error."""
     statuses = []
@@ -103,7 +76,7 @@ def test_malformed_requests_and_mutations_end_no_worker(gunicorn_factory) -> Non
     def send_mutation(data: bytes) -> None:
         seen.append(check_answer(exchange(server.port, data)))
 
-    with HealthProber(server.port) as prober:
+    with Prober(server.port, None, timeout_s=5, interval_s=0.02) as prober:
         for data in MALFORMED:
             statuses = check_answer(exchange(server.port, data))
             assert statuses and statuses[-1] >= 400, (data, statuses)  # refused, and said so
@@ -113,7 +86,7 @@ def test_malformed_requests_and_mutations_end_no_worker(gunicorn_factory) -> Non
         send_mutation()
     assert len(seen) == len(MALFORMED) + len(VALID) + MUTATIONS
     assert server.worker_pids() == workers and server.log().count("Booting worker") == boots
-    assert not prober.failures and prober.answered >= 10, prober.failures
+    assert not prober.failures and len(prober.health) >= 10, prober.failures
     assert "Traceback" not in server.log()
     client = server.client()
     assert enroll(client, "obama", "obama.jpg").status_code == 201
