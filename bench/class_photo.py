@@ -20,18 +20,16 @@ import argparse
 import io
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from tests.photos import class_photo  # noqa: E402
-from tests.servers import GunicornServer  # noqa: E402
-from tests.servers import upload  # noqa: E402
+import common  # noqa: F401 - puts the repository on sys.path
+from tests.photos import class_photo
+from tests.servers import GunicornServer
+from tests.servers import upload
 
 
 def main() -> None:

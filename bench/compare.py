@@ -14,54 +14,24 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import io
 import pathlib
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
-from PIL import Image
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
-
-from tests.servers import FACES  # noqa: E402
-from tests.servers import GunicornServer  # noqa: E402
-from tests.servers import upload  # noqa: E402
-
-from faceapi.matching import Gallery  # noqa: E402
-from faceapi.matching import match_faces  # noqa: E402
-
-
-def phone_photo(width: int, height: int) -> bytes:
-    """obama.jpg enlarged onto a canvas of a phone photo's size, as a JPEG."""
-    face = Image.open(FACES / "tests/test_images/obama.jpg").convert("RGB")
-    scale = height * 0.75 / face.height
-    canvas = Image.new("RGB", (width, height), (120, 120, 120))
-    canvas.paste(face.resize((int(face.width * scale), int(face.height * scale))), (width // 4, height // 8))
-    buffer = io.BytesIO()
-    canvas.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def pss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            text = pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        total += next(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:"))
-    return total / 1024
-
-
-def all_pids(server: GunicornServer) -> list[int]:
-    assert server.process is not None
-    return [server.process.pid, *server.worker_pids()]
+from common import FACES
+from common import ROOT
+from common import all_pids
+from common import phone_photo
+from common import pss_mb
+from faceapi.matching import Gallery
+from faceapi.matching import match_faces
+from tests.servers import GunicornServer
+from tests.servers import upload
 
 
 class PeakSampler:

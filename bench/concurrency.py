@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
-
-from tests.servers import FACES  # noqa: E402
-from tests.servers import GunicornServer  # noqa: E402
-from tests.servers import upload  # noqa: E402
-
-from bench.compare import phone_photo  # noqa: E402
-from bench.compare import throughput  # noqa: E402
+from common import FACES
+from common import phone_photo
+from compare import throughput
+from tests.servers import GunicornServer
+from tests.servers import upload
 
 
 def main() -> None:

@@ -1,27 +1,21 @@
 """Default scan side vs time and faces found, on the photos in ../shared/faces.
 
 Usage: .venv/bin/python bench/detect_tradeoff.py [--repeats 3]
-Prints, per FACEAPI_DETECT_SIDE_PX (faces of 40 px at most searched, as by default), the median
-detection time per photo size and
-how many faces were found on the group photos, next to the smallest face found.
+Prints, per FACEAPI_DETECT_SIDE_PX (0: no bound), the median time of the pipeline's detection
+(decode and scan as the service does them, without encoding) per photo, how many faces were
+found, and the smallest face found.
 """
 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import statistics
-import sys
-import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "backend"))
+from common import FACES
+from common import median_ms
+from faceapi.config import Settings
+from faceapi.engine import FaceEngine
+from faceapi.pipeline import Pipeline
 
-from faceapi.engine import FaceEngine  # noqa: E402
-from faceapi.imaging import decode_image  # noqa: E402
-from faceapi.scanning import DetectOptions  # noqa: E402
-
-FACES = ROOT.parent / "shared" / "faces"
 PHOTOS = {
     "480p": "examples/obama-480p.jpg",
     "1080p": "examples/obama-1080p.jpg",
@@ -36,22 +30,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    images = {
-        label: decode_image((FACES / path).read_bytes(), max_side_px=1600, max_pixels=10**9).pixels
-        for label, path in PHOTOS.items()
-    }
-    print("scan side | " + " | ".join(f"{label} s (faces, smallest px)" for label in images))
-    for side in (640, 960, 1280, 1600, None):
-        engine = FaceEngine.load(DetectOptions(scan_side_px=side))
+    engine = FaceEngine.load()
+    photos = {label: (FACES / path).read_bytes() for label, path in PHOTOS.items()}
+    print("scan side | " + " | ".join(f"{label} s (faces, smallest px)" for label in photos))
+    for side in (640, 960, 1280, 1600, 0):
+        pipeline = Pipeline(engine, Settings(detect_side_px=side))
         cells = []
-        for _label, pixels in images.items():
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                boxes = engine.face_locations(pixels)
-                times.append(time.perf_counter() - start)
-            smallest = min((b.bottom - b.top for b in boxes), default=0)
-            cells.append(f"{statistics.median(times):.3f} ({len(boxes)}, {smallest})")
+        for data in photos.values():
+            seconds, analysis = median_ms(lambda: pipeline.find_faces(data, encode=False), args.repeats)  # noqa: B023
+            smallest = min((face.box.bottom - face.box.top for face in analysis.faces), default=0)
+            cells.append(f"{seconds / 1000:.3f} ({len(analysis.faces)}, {smallest})")
         print(f"{side or 'full'} | " + " | ".join(cells), flush=True)
 
 

@@ -18,25 +18,22 @@ import argparse
 import os
 import pathlib
 import statistics
-import sys
 import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
 
-import dlib  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from tests.servers import FACES  # noqa: E402
+import dlib
+import numpy as np
+from PIL import Image
 
-from faceapi.dlib_model import FaceNetwork  # noqa: E402
-from faceapi.dlib_model import read_face_network  # noqa: E402
-from faceapi.encoder import FaceEncoder  # noqa: E402
-from faceapi.engine import ModelPaths  # noqa: E402
-from faceapi.memory import release_free_memory  # noqa: E402
-from faceapi.memory import tune_malloc  # noqa: E402
+from common import FACES
+from faceapi.dlib_model import FaceNetwork
+from faceapi.dlib_model import read_face_network
+from faceapi.encoder import FaceEncoder
+from faceapi.memory import release_free_memory
+from faceapi.memory import tune_malloc
+from faceapi.models import ModelPaths
 
 
 def onnx_model_bytes(network: FaceNetwork) -> bytes:

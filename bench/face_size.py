@@ -16,19 +16,16 @@ import argparse
 import os
 import pathlib
 import statistics
-import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from tests.servers import FACES  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from faceapi.engine import FaceEngine  # noqa: E402
-from faceapi.engine import largest_first  # noqa: E402
+from common import FACES
+from faceapi.engine import FaceEngine
+from faceapi.engine import largest_first
 
 TOLERANCE = 0.6
 

@@ -16,16 +16,13 @@ import argparse
 import collections
 import pathlib
 import socket
-import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
-
-from tests.servers import GunicornServer  # noqa: E402
-from tests.slow_clients import Prober  # noqa: E402
-from tests.slow_clients import summary  # noqa: E402
+import common  # noqa: F401 - puts the repository on sys.path
+from tests.servers import GunicornServer
+from tests.slow_clients import Prober
+from tests.slow_clients import summary
 
 # Issue 17's request first: a superscript two (latin-1 0xb2) passes str.isdigit() but not int().
 ATTACKS = [

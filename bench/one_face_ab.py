@@ -15,39 +15,38 @@ import time
 root = sys.argv[1]
 sys.path[:0] = [root, root + "/backend"]
 
-from tests.servers import FACES  # noqa: E402
-from tests.test_gunicorn import _twelve_megapixel_jpeg  # noqa: E402
-
 from faceapi.config import Settings  # noqa: E402
 from faceapi.engine import FaceEngine  # noqa: E402
 from faceapi.imaging import decode_image  # noqa: E402
 from faceapi.memory import tune_malloc  # noqa: E402
+from tests.servers import FACES  # noqa: E402
+from tests.test_gunicorn import _twelve_megapixel_jpeg  # noqa: E402
 
 
 def main() -> None:
     settings = Settings()
     tune_malloc()
-    try:  # this change and later: a scan plan per image
+    try:  # issue 18 and later: the pipeline, bytes in
+        from faceapi.pipeline import Pipeline
+        pipeline = Pipeline(FaceEngine.load(), settings)
+
+        def find(data):  # noqa: ANN001, ANN202
+            return pipeline.find_faces(data).faces
+    except ImportError:  # before it: a scan plan per image, the engine's own find_faces
         from faceapi.services import detect_options
         options = detect_options(settings)
         engine = FaceEngine.load(options)
 
-        def find(image):  # noqa: ANN001, ANN202
+        def find(data):  # noqa: ANN001, ANN202
+            image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=10**9)
             return engine.find_faces(image.pixels, options.plan(image.width, image.height).scale * image.scale)
-    except ImportError:  # before it: one fixed scan
-        from faceapi.engine import DetectOptions
-        engine = FaceEngine.load(DetectOptions(settings.detect_side_px, settings.detect_upsample))
-
-        def find(image):  # noqa: ANN001, ANN202
-            return engine.find_faces(image.pixels)
 
     photos = {"12 MP": _twelve_megapixel_jpeg(), "1080p": (FACES / "examples/obama-1080p.jpg").read_bytes()}
     for label, data in photos.items():
         times, faces = [], []
         for _ in range(7):
             start = time.perf_counter()
-            image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=10**9)
-            faces = find(image)
+            faces = find(data)
             times.append(time.perf_counter() - start)
         print(f"{root} {label}: {len(faces)} face(s), median {statistics.median(times) * 1000:.0f} ms")
 

@@ -14,20 +14,15 @@ import argparse
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
-
-from tests.servers import FACES  # noqa: E402
-from tests.servers import GunicornServer  # noqa: E402
-from tests.servers import upload  # noqa: E402
-
-from bench.compare import all_pids  # noqa: E402
-from bench.compare import phone_photo  # noqa: E402
-from bench.compare import pss_mb  # noqa: E402
+from common import FACES
+from common import all_pids
+from common import phone_photo
+from common import pss_mb
+from tests.servers import GunicornServer
+from tests.servers import upload
 
 
 def total_pss_mb(server: GunicornServer) -> float:

@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import collections
 import pathlib
-import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "backend")]
-
-from tests.servers import FACES  # noqa: E402
-from tests.servers import GunicornServer  # noqa: E402
-from tests.slow_clients import attack  # noqa: E402
-from tests.slow_clients import summary  # noqa: E402
+from common import FACES
+from tests.servers import GunicornServer
+from tests.slow_clients import attack
+from tests.slow_clients import summary
 
 # Variant -> (extra environment, extra gunicorn arguments).
 VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {

@@ -16,6 +16,7 @@ from psycopg import sql
 from faceapi import create_app
 from faceapi.config import Settings
 from faceapi.engine import FaceEngine
+from faceapi.pipeline import Pipeline
 from tests.servers import FACES
 from tests.servers import GunicornServer
 from tests.servers import encode_form
@@ -40,6 +41,12 @@ test_images.__test__ = False  # a helper, not a test
 def engine() -> FaceEngine:
     """The engine with the service's default detection settings, loaded once."""
     return FaceEngine.load()
+
+
+@pytest.fixture(scope="session")
+def pipeline(engine: FaceEngine) -> Pipeline:
+    """The service's pipeline with its default settings, on the session's engine."""
+    return Pipeline(engine, Settings(workers=1))
 
 
 @pytest.fixture(scope="session")

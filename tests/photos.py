@@ -1,4 +1,4 @@
-"""Group photos built from the labelled faces, for tests and benchmarks.
+"""Photos made for tests and benchmarks: group photos built from the labelled faces, and plain images.
 
 A class photo is what an attendance user sends: a 12 MP phone picture with rows of
 small faces. It is built from head crops of the labelled photos in ../shared/faces
@@ -14,6 +14,7 @@ import json
 
 from PIL import Image
 
+from faceapi.engine import Box
 from tests.servers import FACES
 
 # One photo per person where possible, so the class is made of different faces.
@@ -67,3 +68,16 @@ def class_photo(face_px: int, count: int = 40, size: tuple[int, int] = (4000, 30
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def png_bytes(width: int = 320, height: int = 240, gray: int = 128) -> bytes:
+    """A PNG of one flat gray: an image with no face."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (gray, gray, gray)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes: 1 when they are the same, 0 when apart."""
+    inter = Box(max(a.top, b.top), min(a.right, b.right), min(a.bottom, b.bottom), max(a.left, b.left)).area
+    return inter / (a.area + b.area - inter)

@@ -15,6 +15,7 @@ from faceapi.config import Settings
 from tests.conftest import TestClient
 from tests.conftest import face_photo
 from tests.conftest import test_images
+from tests.photos import png_bytes
 from tests.scenario import enroll
 from tests.scenario import recognize
 from tests.scenario import run_labelled_scenario
@@ -57,9 +58,7 @@ def test_per_request_tolerance(client) -> None:
 def test_empty_gallery_and_no_face(client) -> None:
     [face] = recognize(client, "tests/test_images/obama.jpg").json["faces"]
     assert face["name"] is None and face["distance"] is None
-    blank = io.BytesIO()
-    Image.new("RGB", (320, 240), "gray").save(blank, "PNG")
-    response = client.post("/recognize", data={"image": upload(blank.getvalue(), "blank.png")})
+    response = client.post("/recognize", data={"image": upload(png_bytes(), "blank.png")})
     # A 320 px photo is searched for faces from 36 px (the default: 72 px boxes on a copy doubled once).
     assert response.status_code == 200
     assert response.json == {"image": {"width": 320, "height": 240}, "faces": [],
@@ -78,12 +77,6 @@ def test_enroll_is_all_or_nothing(client) -> None:
 def _truncated_jpeg() -> bytes:
     data = test_images("obama.jpg").read_bytes()
     return data[: len(data) // 2]
-
-
-def _blank_png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 240), "white").save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 BAD_REQUESTS = [
@@ -105,7 +98,7 @@ BAD_REQUESTS = [
     ("long name", "/enroll", lambda: {"name": "x" * 10_000, "image": upload(test_images("obama.jpg"))}, 400, "invalid_name"),
     ("control character", "/enroll", lambda: {"name": "bad\x00name", "image": upload(test_images("obama.jpg"))}, 400, "invalid_name"),
     ("enroll without image", "/enroll", lambda: {"name": "obama"}, 400, "missing_image"),
-    ("enroll no face", "/enroll", lambda: {"name": "obama", "image": upload(_blank_png(), "blank.png")}, 422, "no_face"),
+    ("enroll no face", "/enroll", lambda: {"name": "obama", "image": upload(png_bytes(gray=255), "blank.png")}, 422, "no_face"),
     ("enroll two faces", "/enroll", lambda: {"name": "obama", "image": upload(face_photo("examples/two_people.jpg"))}, 422, "multiple_faces"),
     ("enroll bad image", "/enroll", lambda: {"name": "obama", "image": upload(b"%PDF-1.4", "x.jpg")}, 415, "unsupported_image"),
 ]

@@ -3,14 +3,12 @@ without duplicates, with an API key; export and import."""
 
 from __future__ import annotations
 
-import io
 import json
 import pathlib
 import subprocess
 import sys
 
-from PIL import Image
-
+from tests.photos import png_bytes
 from tests.servers import FACES
 
 TRAIN = FACES / "examples/knn_examples/train"
@@ -26,9 +24,7 @@ def _folder(root: pathlib.Path) -> pathlib.Path:
             (folder / person.name / photo.name).symlink_to(photo)
     (folder / "obama" / "group.jpg").symlink_to(FACES / "examples/two_people.jpg")
     (folder / "obama" / "tiny.jpg").symlink_to(FACES / "examples/obama-240p.jpg")
-    blank = io.BytesIO()
-    Image.new("RGB", (320, 240), "gray").save(blank, "PNG")
-    (folder / "biden" / "blank.png").write_bytes(blank.getvalue())
+    (folder / "biden" / "blank.png").write_bytes(png_bytes())
     (folder / "biden" / "notes.txt").write_text("not an image: left alone")
     return folder
 

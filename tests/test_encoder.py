@@ -16,7 +16,8 @@ from faceapi.dlib_model import ModelFormatError
 from faceapi.dlib_model import read_face_network
 from faceapi.encoder import FaceEncoder
 from faceapi.engine import FaceEngine
-from faceapi.engine import ModelPaths
+from faceapi.models import ModelPaths
+from faceapi.pipeline import Pipeline
 from tests.conftest import face_photo
 from tests.servers import FACES
 from tests.servers import ROOT
@@ -37,13 +38,14 @@ def test_every_photo_is_covered() -> None:
 
 
 @pytest.mark.parametrize("relative", ALL_PHOTOS)
-def test_same_numbers_as_dlib(engine: FaceEngine, dlib_encoder, relative: str) -> None:
+def test_same_numbers_as_dlib(pipeline: Pipeline, dlib_encoder, relative: str) -> None:
     """Every face found in every photo: the engine's encodings equal dlib's compute_face_descriptor on the
     same image and landmarks, within 1e-4 per component (float32 rounding, about 1e-6, is what remains)."""
     from tests.test_engine import pixels
 
+    engine = pipeline.engine
     image = pixels(relative).pixels
-    boxes = engine.face_locations(image)
+    boxes = engine.face_locations(image, pipeline.detect.plan(image.shape[1], image.shape[0]).scale)
     assert boxes, relative  # LABELS.md: every one of these photos shows at least one face
     predictor = dlib.shape_predictor(str(PATHS.shape_predictor))
     shapes = dlib.full_object_detections()
@@ -80,7 +82,7 @@ def test_threads_encode_at_the_same_time() -> None:
         import dlib, numpy as np
         sys.path.insert(0, {str(ROOT / 'backend')!r})
         from faceapi.encoder import FaceEncoder
-        from faceapi.engine import ModelPaths
+        from faceapi.models import ModelPaths
         paths = ModelPaths.from_package()
         chips = np.random.default_rng(1).integers(0, 256, size=(2, 150, 150, 3), dtype=np.uint8)
         ours = FaceEncoder.load(paths.encoder)

@@ -1,4 +1,4 @@
-"""The engine against the reference, face_recognition 1.3.0, on the labelled photos."""
+"""The pipeline (the engine as the service runs it) against the reference, face_recognition 1.3.0."""
 
 from __future__ import annotations
 
@@ -10,16 +10,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceapi.config import Settings
 from faceapi.engine import Box
 from faceapi.engine import FaceEngine
-from faceapi.engine import MultipleFaces
-from faceapi.engine import NoFaceFound
 from faceapi.imaging import decode_image
 from faceapi.matching import face_distance
-from faceapi.scanning import DetectOptions
+from faceapi.pipeline import MultipleFaces
+from faceapi.pipeline import NoFaceFound
+from faceapi.pipeline import Pipeline
 from tests.conftest import face_photo
 from tests.conftest import test_images
 from tests.oracle import face_recognition
+from tests.photos import iou
+from tests.photos import png_bytes
 
 MEASURED = json.loads(face_photo("measured_hog.json").read_text())["images"]
 # Photos small enough to be encoded at full size (longest side <= 1600 px), so our copy is the oracle's image.
@@ -31,75 +34,69 @@ def pixels(relative: str, max_side_px: int = 1600):
 
 
 @pytest.fixture(scope="module")
-def exact_engine() -> FaceEngine:
+def exact(engine: FaceEngine) -> Pipeline:
     """Detection on the image itself, as face_recognition does."""
-    return FaceEngine.load(DetectOptions(min_face_px=36, scan_side_px=None, max_scan_pixels=10**8))
+    return Pipeline(engine, Settings(workers=1, detect_side_px=0, max_scan_pixels=10**8))
 
 
-def test_asserted_obama_location(exact_engine: FaceEngine) -> None:
-    image = pixels("tests/test_images/obama.jpg").pixels
-    assert [face.box for face in exact_engine.find_faces(image)] == [Box(142, 617, 409, 349)]
+def test_asserted_obama_location(exact: Pipeline) -> None:
+    analysis = exact.find_faces(test_images("obama.jpg").read_bytes(), encode=False)
+    assert [face.box for face in analysis.faces] == [Box(142, 617, 409, 349)]
 
 
 @pytest.mark.parametrize("relative", FULL_SIZE)
-def test_exact_mode_equals_oracle(exact_engine: FaceEngine, relative: str) -> None:
+def test_exact_mode_equals_oracle(exact: Pipeline, relative: str) -> None:
     """Full-size detection gives face_recognition's boxes and encodings, to float precision."""
     image = pixels(relative).pixels
     expected_boxes = face_recognition.face_locations(image)
     expected_encodings = face_recognition.face_encodings(image)
-    faces = exact_engine.find_faces(image)
+    faces = exact.find_faces(face_photo(relative).read_bytes()).faces
     assert [dataclasses.astuple(face.box) for face in faces] == expected_boxes
     assert [tuple(box) for box in MEASURED[relative]["face_locations_hog_upsample1"]] == expected_boxes
     for face, expected in zip(faces, expected_encodings, strict=True):
         np.testing.assert_allclose(face.encoding, expected, atol=1e-6)
 
 
-def _iou(a: Box, b: Box) -> float:
-    inter_h = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
-    inter_w = max(0, min(a.right, b.right) - max(a.left, b.left))
-    inter = inter_h * inter_w
-    area = lambda box: (box.bottom - box.top) * (box.right - box.left)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
-
 @pytest.mark.parametrize("relative", sorted(MEASURED))
-def test_default_mode_close_to_oracle(engine: FaceEngine, relative: str) -> None:
-    """The fast default (detect on a 640 px copy, encode from at most 1600 px) finds the same faces.
+def test_default_mode_close_to_oracle(pipeline: Pipeline, relative: str) -> None:
+    """The fast default (detect on a copy of at most 1280 px, encode from at most 1600 px) finds the same faces.
 
     Boxes come from a coarser scan, so they overlap the oracle's (IoU >= 0.7) rather than equal
     them, and the landmarks and so the encodings move a little: at most 0.17 on these photos
     (the worst is the small child's face in obama_and_biden.jpg), against 0.6 for a decision.
     """
-    decoded = pixels(relative)
-    faces = engine.find_faces(decoded.pixels)
+    faces = pipeline.find_faces(face_photo(relative).read_bytes()).faces
     expected = [Box(*box) for box in MEASURED[relative]["face_locations_hog_upsample1"]]
     assert len(faces) == len(expected)
     oracle_image = face_recognition.load_image_file(face_photo(relative))
     oracle_encodings = face_recognition.face_encodings(oracle_image)
     for face in faces:
-        box = face.box.scaled(decoded.scale).clipped(decoded.width, decoded.height)
-        best = max(range(len(expected)), key=lambda i: _iou(box, expected[i]))
-        assert _iou(box, expected[best]) >= 0.7
+        best = max(range(len(expected)), key=lambda i: iou(face.box, expected[i]))
+        assert iou(face.box, expected[best]) >= 0.7
         assert face_distance(np.array([oracle_encodings[best]]), face.encoding)[0] <= 0.17
 
 
-def test_labelled_distances(engine: FaceEngine) -> None:
+def _one_face(pipeline: Pipeline, data: bytes):
+    return pipeline.find_one_face(data).faces[0]
+
+
+def test_labelled_distances(pipeline: Pipeline) -> None:
     """LABELS.md: obama to obama2 0.346, to obama3 0.332, to biden 0.840 (within 0.05 in the fast mode)."""
     def encode(name: str) -> np.ndarray:
-        return engine.find_single_face(pixels(f"tests/test_images/{name}").pixels).encoding
+        return _one_face(pipeline, test_images(name).read_bytes()).encoding
 
     obama = encode("obama.jpg")
     others = np.array([encode("obama2.jpg"), encode("obama3.jpg"), encode("biden.jpg")])
     np.testing.assert_allclose(face_distance(others, obama), [0.346, 0.332, 0.840], atol=0.05)
 
 
-def test_single_face_rules(engine: FaceEngine) -> None:
+def test_single_face_rules(pipeline: Pipeline) -> None:
     with pytest.raises(MultipleFaces):
-        engine.find_single_face(pixels("examples/two_people.jpg").pixels)
-    blank = np.full((480, 640, 3), 200, dtype=np.uint8)
+        pipeline.find_one_face(face_photo("examples/two_people.jpg").read_bytes())
+    blank = png_bytes(640, 480, 200)
     with pytest.raises(NoFaceFound):
-        engine.find_single_face(blank)
-    assert engine.find_faces(blank) == []
+        pipeline.find_one_face(blank)
+    assert pipeline.find_faces(blank).faces == []
 
 
 # Pillow's exif_transpose operation for each orientation; the stored pixels are its inverse.
@@ -116,7 +113,7 @@ _STORE_AS = {
 
 
 @pytest.mark.parametrize("orientation", sorted(_STORE_AS))
-def test_exif_orientation(engine: FaceEngine, orientation: int) -> None:
+def test_exif_orientation(pipeline: Pipeline, orientation: int) -> None:
     """A photo stored sideways with an EXIF orientation is seen upright: same box, same person."""
     upright = Image.open(test_images("obama.jpg"))
     stored = upright if _STORE_AS[orientation] is None else upright.transpose(_STORE_AS[orientation])
@@ -124,16 +121,16 @@ def test_exif_orientation(engine: FaceEngine, orientation: int) -> None:
     exif[0x0112] = orientation
     buffer = io.BytesIO()
     stored.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
-    decoded = decode_image(buffer.getvalue(), max_side_px=1600, max_pixels=10**9)
-    assert (decoded.width, decoded.height) == upright.size
-    reference = engine.find_single_face(pixels("tests/test_images/obama.jpg").pixels)
-    face = engine.find_single_face(decoded.pixels)
-    assert _iou(face.box.scaled(decoded.scale), reference.box) >= 0.85
+    analysis = pipeline.find_one_face(buffer.getvalue())
+    assert (analysis.width, analysis.height) == upright.size
+    reference = _one_face(pipeline, test_images("obama.jpg").read_bytes())
+    face = analysis.faces[0]
+    assert iou(face.box, reference.box) >= 0.85
     assert face_distance(np.array([reference.encoding]), face.encoding)[0] < 0.1
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P", "L", "CMYK", "I;16", "LA"])
-def test_image_modes(engine: FaceEngine, mode: str) -> None:
+def test_image_modes(pipeline: Pipeline, mode: str) -> None:
     """Any Pillow mode becomes RGB and the face is still found and is still Obama.
 
     Grayscale modes lose the colour the encoder sees (0.20 from the colour photo here), still far inside 0.6.
@@ -147,8 +144,8 @@ def test_image_modes(engine: FaceEngine, mode: str) -> None:
     converted.save(buffer, "TIFF" if mode in ("CMYK", "I;16") else "PNG")
     decoded = decode_image(buffer.getvalue(), max_side_px=1600, max_pixels=10**9)
     assert decoded.pixels.shape == (1137, 910, 3)
-    reference = engine.find_single_face(pixels("tests/test_images/obama.jpg").pixels)
-    face = engine.find_single_face(decoded.pixels)
+    reference = _one_face(pipeline, test_images("obama.jpg").read_bytes())
+    face = _one_face(pipeline, buffer.getvalue())
     assert face_distance(np.array([reference.encoding]), face.encoding)[0] < 0.3
 
 
@@ -157,7 +154,7 @@ def test_parallel_detection_from_many_threads(engine: FaceEngine) -> None:
     import concurrent.futures
 
     images = [pixels(p).pixels for p in ("examples/two_people.jpg", "tests/test_images/obama.jpg")]
-    expected = [engine.face_locations(image) for image in images]
+    expected = [engine.face_locations(image, 1.0) for image in images]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: engine.face_locations(images[i % 2]), range(32)))
+        results = list(pool.map(lambda i: engine.face_locations(images[i % 2], 1.0), range(32)))
     assert all(result == expected[i % 2] for i, result in enumerate(results))

@@ -3,14 +3,16 @@ on the labelled photos of ../shared/faces (distances and boxes from its LABELS.m
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 from PIL import Image
 
+from faceapi.engine import Box
 from tests.conftest import face_photo
 from tests.conftest import test_images
+from tests.photos import iou
+from tests.photos import png_bytes
 from tests.scenario import enroll
 from tests.scenario import recognize
 from tests.servers import upload
@@ -21,20 +23,9 @@ def _post(client, path: str, **fields):
                                    for name, value in fields.items()})
 
 
-def _blank() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 240), "gray").save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def _overlap(box: dict[str, int], labelled: tuple[int, int, int, int]) -> float:
     """Intersection over union of an answer's box and a LABELS.md ``(top, right, bottom, left)``."""
-    top, right, bottom, left = labelled
-    width = min(box["right"], right) - max(box["left"], left)
-    height = min(box["bottom"], bottom) - max(box["top"], top)
-    inter = max(0, width) * max(0, height)
-    area = (box["right"] - box["left"]) * (box["bottom"] - box["top"]) + (right - left) * (bottom - top)
-    return inter / (area - inter)
+    return iou(Box(**box), Box(*labelled))
 
 
 def test_verify_two_images(client) -> None:
@@ -69,7 +60,7 @@ def test_verify_says_which_side_has_no_face_or_several(client) -> None:
     assert several.status_code == 422
     assert several.json["error"]["code"] == "multiple_faces" and several.json["error"]["field"] == "image_a"
     blank = client.post("/verify", data={"image_a": upload(test_images("obama.jpg")),
-                                         "image_b": upload(_blank(), "blank.png")})
+                                         "image_b": upload(png_bytes(), "blank.png")})
     assert blank.status_code == 422
     assert blank.json["error"]["code"] == "no_face" and blank.json["error"]["field"] == "image_b"
     # Asked to, it takes the largest face: Kit's (107 px) in kit_with_rose.jpg, not Rose's (75 px).

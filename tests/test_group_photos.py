@@ -12,7 +12,8 @@ from faceapi import create_app
 from faceapi.config import Settings
 from faceapi.engine import FaceEngine
 from faceapi.imaging import decode_image
-from faceapi.scanning import DetectOptions
+from faceapi.pipeline import Pipeline
+from faceapi.pipeline import detect_options
 from faceapi.scanning import ScanPlan
 from tests.conftest import TestClient
 from tests.photos import class_photo
@@ -23,7 +24,7 @@ FULL_SCAN = 12_000_000  # a 4000x3000 photo scanned at full size
 
 
 def test_default_plan_keeps_the_scan_side() -> None:
-    options = DetectOptions()
+    options = detect_options(Settings(workers=1))
     # A small photo is doubled once: faces from 36 px, face_recognition's own scan.
     assert options.plan(640, 480) == ScanPlan(scale=2.0, min_face_px=36, limited=False)
     # A 12 MP photo is scanned at 1280 px: faces from 72 * 4000 / 1280 = 225 px.
@@ -31,21 +32,18 @@ def test_default_plan_keeps_the_scan_side() -> None:
 
 
 def test_asked_plan_and_the_cap() -> None:
-    options = DetectOptions(max_scan_pixels=3_000_000)
+    options = detect_options(Settings(workers=1, max_scan_pixels=3_000_000))
     assert options.plan(4000, 3000, 160) == ScanPlan(scale=0.45, min_face_px=160, limited=False)
     # 80 px faces need 9.7 MP scanned; the cap allows 3 MP, so faces from 144 px are searched.
     assert options.plan(4000, 3000, 80) == ScanPlan(scale=0.5, min_face_px=144, limited=True)
-    assert DetectOptions(max_scan_pixels=FULL_SCAN).plan(4000, 3000, 80).limited is False
+    assert detect_options(Settings(workers=1, max_scan_pixels=FULL_SCAN)).plan(4000, 3000, 80).limited is False
 
 
 @pytest.mark.parametrize("face_px", [80, 120, 160, 240])
-def test_class_photo_recall_at_the_asked_size(face_px: int) -> None:
+def test_class_photo_recall_at_the_asked_size(engine: FaceEngine, face_px: int) -> None:
     """40 faces of ``face_px`` on a 4000x3000 photo: all found when asked for, at most 2 extra boxes."""
-    options = DetectOptions(max_scan_pixels=FULL_SCAN)
-    engine = FaceEngine.load(options)
-    plan = options.plan(4000, 3000, face_px)
-    image = decode_image(class_photo(face_px), max_side_px=4000, max_pixels=FULL_SCAN)
-    faces = engine.find_faces(image.pixels, plan.scale)
+    pipeline = Pipeline(engine, Settings(workers=1, max_scan_pixels=FULL_SCAN))
+    faces = pipeline.find_faces(class_photo(face_px), face_px, encode=False).faces
     assert 40 <= len(faces) <= 42
     heights = sorted(face.box.bottom - face.box.top for face in faces)
     assert 0.75 * face_px <= heights[0] and heights[-1] <= 1.5 * face_px, heights
@@ -102,7 +100,7 @@ def test_bad_min_face_px(client: TestClient, value: str) -> None:
 def test_many_faces_encode_on_two_threads_to_the_same_numbers(engine: FaceEngine) -> None:
     """40 faces are encoded in two halves on two threads; the numbers are those of one call."""
     image = decode_image(class_photo(240), max_side_px=4000, max_pixels=FULL_SCAN)
-    boxes = engine.face_locations(image.pixels, DetectOptions().plan(4000, 3000).scale)
+    boxes = engine.face_locations(image.pixels, detect_options(Settings(workers=1)).plan(4000, 3000).scale)
     assert len(boxes) == 40
     together = engine.face_encodings(image.pixels, boxes)
     one_call = engine._encoder.encode(engine.face_chips(image.pixels, boxes))

@@ -123,34 +123,32 @@ def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
     assert [person.name for person in backup.people()] == ["ada"]
 
 
-def _format_1_bytes(engine) -> bytes:
+def _format_1_bytes(pipeline) -> bytes:
     """A store file as the format-1 store wrote it (``pickle.dumps`` of plain data, highest protocol), of
     the labelled photos: obama.jpg and obama2.jpg as "Barack Obama", biden.jpg as "Joe Biden"."""
-    from PIL import Image
-
     from faceapi.store import new_face_id
     from tests.conftest import test_images
 
     def encodings(*photos: str) -> bytes:
-        found = [engine.find_single_face(np.asarray(Image.open(test_images(photo)).convert("RGB"))).encoding
-                 for photo in photos]
+        found = [pipeline.find_one_face(test_images(photo).read_bytes()).faces[0].encoding for photo in photos]
         return np.stack(found).astype("<f4").tobytes()
 
     people = {
         "Barack Obama": {"ids": [new_face_id(), new_face_id()], "encodings": encodings("obama.jpg", "obama2.jpg")},
         "Joe Biden": {"ids": [new_face_id()], "encodings": encodings("biden.jpg")},
     }
-    return pickle.dumps({"format": 1, "model": engine.model_id, "people": people}, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps({"format": 1, "model": pipeline.engine.model_id, "people": people},
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, engine) -> None:
+def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipeline, engine) -> None:
     """Opening a format-1 store upgrades the file in place, keeping every face."""
     from faceapi import create_app
     from faceapi.config import Settings
     from tests.scenario import names
     from tests.scenario import recognize
 
-    format_1 = _format_1_bytes(engine)
+    format_1 = _format_1_bytes(pipeline)
     path = tmp_path / "faces.pkl"
     path.write_bytes(format_1)
     old = pickle.loads(format_1)  # our own bytes: plain data
@@ -176,11 +174,11 @@ def _open_store(path: str, model: str) -> None:
     PickleStore(path, model)
 
 
-def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathlib.Path, engine) -> None:
-    format_1 = _format_1_bytes(engine)
+def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathlib.Path, pipeline) -> None:
+    format_1 = _format_1_bytes(pipeline)
     path = tmp_path / "faces.pkl"
     path.write_bytes(format_1)
-    model = engine.model_id
+    model = pipeline.engine.model_id
     context = multiprocessing.get_context("spawn")
     openers = [context.Process(target=_open_store, args=(str(path), model)) for _ in range(2)]
     for process in openers:

@@ -69,8 +69,8 @@ def test_import_skips_known_ids(store_location: str) -> None:
 
 
 def test_pickle_postgres_pickle_round_trip(tmp_path, pg_url: str, capsys) -> None:
-    from faceapi.engine import ModelPaths
-    from faceapi.engine import model_id
+    from faceapi.models import ModelPaths
+    from faceapi.models import model_id
 
     models = model_id(ModelPaths.from_package())
     source = str(tmp_path / "source.pkl")
@@ -108,8 +108,8 @@ def test_transfer_closes_the_source_when_the_destination_fails(tmp_path, pg_url:
             query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'faceapi'"
             return conn.execute(query).fetchone()[0]
 
-    from faceapi.engine import ModelPaths
-    from faceapi.engine import model_id
+    from faceapi.models import ModelPaths
+    from faceapi.models import model_id
 
     with contextlib.closing(open_store(pg_url, model_id(ModelPaths.from_package()))) as source:
         source.add_faces("ada", _encodings(2, 1))
@@ -121,8 +121,8 @@ def test_transfer_closes_the_source_when_the_destination_fails(tmp_path, pg_url:
 
 
 def test_transfer_command_works_from_any_directory(tmp_path) -> None:
-    from faceapi.engine import ModelPaths
-    from faceapi.engine import model_id
+    from faceapi.models import ModelPaths
+    from faceapi.models import model_id
 
     open_store(str(tmp_path / "faces.pkl"), model_id(ModelPaths.from_package())).add_faces("ada", _encodings(2, 1))
     command = [sys.executable, "-m", "faceapi.cli", "transfer", "faces.pkl", "backup/copy.pkl"]

@@ -24,10 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
-import importlib.util
 import math
-import pathlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -38,18 +35,8 @@ import numpy as np
 from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.matching import ENCODING_WIDTH
-from faceapi.scanning import DetectOptions
-
-_PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
-_ENCODER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-class NoFaceFound(ValueError):
-    """An image that must show one face shows none."""
-
-
-class MultipleFaces(ValueError):
-    """An image that must show one face shows several."""
+from faceapi.models import ModelPaths
+from faceapi.models import model_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,38 +75,10 @@ def largest_first(boxes: list[Box], count: int | None = None) -> list[Box]:
 LANDMARK_NAMES = ("right_eye", "right_eye", "left_eye", "left_eye", "nose_tip")
 
 
-@dataclasses.dataclass(frozen=True)
-class Face:
-    """A face found in an image: its box (trimmed to the image) and its ``(128,)`` float64 encoding."""
-
-    box: Box
-    encoding: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelPaths:
-    """Where the two model files are; `from_package` finds them in ``face_recognition_models``."""
-
-    shape_predictor: pathlib.Path
-    encoder: pathlib.Path
-
-    @classmethod
-    def from_package(cls) -> ModelPaths:
-        """Locate the files without importing the package, whose import needs ``pkg_resources``."""
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("the face_recognition_models package is not installed")
-        models = pathlib.Path(next(iter(spec.submodule_search_locations))) / "models"
-        return cls(shape_predictor=models / _PREDICTOR_FILE, encoder=models / _ENCODER_FILE)
-
-
-DEFAULT_DETECT = DetectOptions()
-
-
 class FaceEngine:
     """Detects and encodes faces in RGB uint8 arrays; safe to call from many threads."""
 
-    def __init__(self, paths: ModelPaths, detect: DetectOptions = DEFAULT_DETECT, detectors: int = 1) -> None:
+    def __init__(self, paths: ModelPaths, detectors: int = 1) -> None:
         """Load the shape predictor and encoder from ``paths`` (about 100 ms, 32 MB).
 
         :raises faceapi.dlib_model.ModelFormatError: the encoder file is not the network the reader knows.
@@ -132,25 +91,22 @@ class FaceEngine:
         self._detectors: queue.SimpleQueue[dlib.fhog_object_detector] = queue.SimpleQueue()
         for _ in range(detectors):
             self._detectors.put(dlib.get_frontal_face_detector())
-        self.detect_options = detect
         self.model_id = model_id(paths)
 
     @classmethod
-    def load(cls, detect: DetectOptions = DEFAULT_DETECT, detectors: int = 1) -> FaceEngine:
+    def load(cls, detectors: int = 1) -> FaceEngine:
         """An engine on the models of the installed ``face_recognition_models`` package."""
-        return cls(ModelPaths.from_package(), detect, detectors)
+        return cls(ModelPaths.from_package(), detectors)
 
-    def face_locations(self, image: np.ndarray, scale: float | None = None) -> list[Box]:
+    def face_locations(self, image: np.ndarray, scale: float) -> list[Box]:
         """Boxes of every face in ``image``, in its own coordinates, not trimmed to its bounds.
 
         :param scale: scanned pixels per pixel of ``image`` (`faceapi.scanning.ScanPlan`); the
-            smallest face found is about ``72 / scale`` px. None: the default plan of `detect_options`.
-            Above 1 the image is doubled by dlib (``upsample``) as often as needed, after
-            shrinking it to the rest: 2 is face_recognition's own scan, boxes and all.
+            smallest face found is about ``72 / scale`` px. Above 1 the image is doubled by dlib
+            (``upsample``) as often as needed, after shrinking it to the rest: 2 is
+            face_recognition's own scan, boxes and all.
         """
         height, width = image.shape[:2]
-        if scale is None:
-            scale = self.detect_options.plan(width, height).scale
         upsample = max(0, math.ceil(math.log2(scale) - 1e-9))
         shrink = scale / 2**upsample
         scan = image
@@ -192,29 +148,6 @@ class FaceEngine:
                 shapes.append(self._predictor(image, dlib.rectangle(box.left, box.top, box.right, box.bottom)))
         return shapes
 
-    def find_faces(self, image: np.ndarray, scale: float | None = None) -> list[Face]:
-        """Every face in ``image`` with its box (trimmed to the image) and encoding; ``scale``: see `face_locations`."""
-        return self._faces_at(image, self.face_locations(image, scale))
-
-    def find_single_face(self, image: np.ndarray, scale: float | None = None) -> Face:
-        """The one face in ``image``, for enrollment; ``scale``: see `face_locations`.
-
-        :raises NoFaceFound: no face was found.
-        :raises MultipleFaces: more than one face was found.
-        """
-        boxes = self.face_locations(image, scale)
-        if not boxes:
-            raise NoFaceFound("no face was found in the image")
-        if len(boxes) > 1:
-            raise MultipleFaces(f"{len(boxes)} faces were found; an enrollment image must show exactly one")
-        return self._faces_at(image, boxes)[0]
-
-    def _faces_at(self, image: np.ndarray, boxes: list[Box]) -> list[Face]:
-        """Encode the faces at ``boxes`` (untrimmed, as the landmarks need) and report them trimmed."""
-        height, width = image.shape[:2]
-        encodings = self.face_encodings(image, boxes)
-        return [Face(box.clipped(width, height), encoding) for box, encoding in zip(boxes, encodings, strict=True)]
-
     @contextlib.contextmanager
     def _borrowed_detector(self) -> Iterator[dlib.fhog_object_detector]:
         """A detector no other thread uses until it is returned."""
@@ -226,12 +159,3 @@ class FaceEngine:
             yield detector
         finally:
             self._detectors.put(detector)
-
-
-def model_id(paths: ModelPaths) -> str:
-    """Names the models that make encodings, so that encodings of other models are never mixed in."""
-    digest = hashlib.sha256()
-    for path in (paths.shape_predictor, paths.encoder):
-        with open(path, "rb") as model_file:
-            digest.update(hashlib.file_digest(model_file, "sha256").digest())
-    return f"dlib-resnet-v1+5pt:{digest.hexdigest()[:16]}"

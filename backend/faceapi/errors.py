@@ -19,8 +19,6 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import InternalServerError
 
-from faceapi.engine import MultipleFaces
-from faceapi.engine import NoFaceFound
 from faceapi.imaging import ImageTooLarge
 from faceapi.imaging import UnreadableImage
 from faceapi.requestlog import current_request_id
@@ -52,8 +50,6 @@ class InvalidRequest(Exception):
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     UnreadableImage: (415, "unsupported_image"),
     ImageTooLarge: (413, "image_too_large"),
-    NoFaceFound: (422, "no_face"),
-    MultipleFaces: (422, "multiple_faces"),
     UnknownPerson: (404, "unknown_person"),
     UnknownFace: (404, "unknown_face"),
     NameTaken: (409, "name_taken"),

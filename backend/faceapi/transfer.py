@@ -14,8 +14,8 @@ import contextlib
 import os
 
 from faceapi.config import POSTGRES_URL_SCHEMES
-from faceapi.engine import ModelPaths
-from faceapi.engine import model_id
+from faceapi.models import ModelPaths
+from faceapi.models import model_id
 from faceapi.store import StoreError
 from faceapi.store import open_store
 

@@ -27,9 +27,9 @@ from flask import Response
 from flask import request
 
 from faceapi.api import fields
-from faceapi.api.fields import get_services
-from faceapi.api.people import face_json
-from faceapi.api.people import json_time
+from faceapi.api.context import get_services
+from faceapi.api.render import json_time
+from faceapi.api.render import stored_face_json
 from faceapi.errors import InvalidRequest
 from faceapi.store import FaceRecord
 from faceapi.store import utc_now
@@ -77,7 +77,7 @@ def import_file() -> dict[str, Any]:
 
 
 def _exported_face(face: FaceRecord) -> dict[str, Any]:
-    return {**face_json(face), "encoding": np.asarray(face.encoding, dtype=np.float64).tolist()}
+    return {**stored_face_json(face), "encoding": np.asarray(face.encoding, dtype=np.float64).tolist()}
 
 
 def _parse_export(raw: bytes, model_id: str) -> tuple[list[FaceRecord], int]:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
 from flask import Blueprint
 
 from faceapi.api import fields
-from faceapi.api.fields import get_services
-from faceapi.api.images import Analysis
-from faceapi.api.images import FoundFace
+from faceapi.api.context import get_services
 from faceapi.api.images import find_faces
 from faceapi.api.images import find_one_face
-from faceapi.engine import LANDMARK_NAMES
+from faceapi.api.render import analysis_json
+from faceapi.api.render import found_face_json
+from faceapi.api.render import image_json
 from faceapi.errors import InvalidRequest
 from faceapi.matching import Gallery
 from faceapi.matching import face_distance
 from faceapi.matching import match_faces
 from faceapi.matching import nearest_people
+from faceapi.pipeline import Analysis
 
 bp = Blueprint("faces", __name__)
 
@@ -49,15 +49,15 @@ def detect() -> dict[str, Any]:
     with_landmarks = fields.read_flag("landmarks")
     analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES),
                           encode=False, landmarks=with_landmarks)
-    return _analysis_json(analysis, [_face_json(face) for face in analysis.faces])
+    return analysis_json(analysis, [found_face_json(face) for face in analysis.faces])
 
 
 @bp.post("/encode")
 def encode() -> dict[str, Any]:
     """Every face of ``image`` with its 128-number encoding, for clients that match on their side."""
     analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES))
-    return _analysis_json(analysis, [
-        {**_face_json(face), "encoding": face.encoding.tolist()} for face in analysis.faces])
+    return analysis_json(analysis, [
+        {**found_face_json(face), "encoding": face.encoding.tolist()} for face in analysis.faces])
 
 
 @bp.post("/recognize")
@@ -72,8 +72,8 @@ def recognize() -> dict[str, Any]:
         return {"faces": _decisions(services.store.gallery(), encodings, tolerance, top_k)}
     analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES))
     decisions = _decisions(services.store.gallery(), analysis.encodings(), tolerance, top_k)
-    return _analysis_json(analysis, [
-        {**_face_json(face), **decision} for face, decision in zip(analysis.faces, decisions, strict=True)])
+    return analysis_json(analysis, [
+        {**found_face_json(face), **decision} for face, decision in zip(analysis.faces, decisions, strict=True)])
 
 
 @bp.post("/verify")
@@ -118,26 +118,11 @@ def _verdict(distance: float, tolerance: float) -> dict[str, Any]:
 
 
 def _side_json(analysis: Analysis) -> dict[str, Any]:
-    return {**_face_json(analysis.faces[0]), "image": analysis.image_json()}
+    return {**found_face_json(analysis.faces[0]), "image": image_json(analysis)}
 
 
 def _encoding(analysis: Analysis) -> np.ndarray:
     return analysis.faces[0].encoding
-
-
-def _analysis_json(analysis: Analysis, faces: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"image": analysis.image_json(), "detection": analysis.detection_json(), "faces": faces}
-
-
-def _face_json(face: FoundFace) -> dict[str, Any]:
-    """The face's box, and its five points by name when they were computed."""
-    answer: dict[str, Any] = {"box": dataclasses.asdict(face.box)}
-    if face.landmarks is not None:
-        named: dict[str, list[list[float]]] = {}
-        for name, (x, y) in zip(LANDMARK_NAMES, face.landmarks, strict=True):
-            named.setdefault(name, []).append([x, y])
-        answer["landmarks"] = named
-    return answer
 
 
 def _rounded(distance: float | None) -> float | None:

@@ -16,13 +16,11 @@ from typing import Any
 from typing import TypeVar
 
 import numpy as np
-from flask import current_app
 from flask import request
 from werkzeug.datastructures import FileStorage
 
 from faceapi.errors import InvalidRequest
 from faceapi.matching import ENCODING_WIDTH
-from faceapi.services import Services
 
 MAX_NAME_LENGTH = 100
 # /people/<name>/faces/<id> addresses one face, so a name cannot hold this.
@@ -34,11 +32,6 @@ MAX_ENCODINGS = 100
 MAX_ENCODING_VALUE = 10.0
 
 Number = TypeVar("Number", int, float)
-
-
-def get_services() -> Services:
-    """The engine, store and settings of the running app."""
-    return current_app.extensions["faceapi"]
 
 
 def json_body() -> dict[str, Any] | None:

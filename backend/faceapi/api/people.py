@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from typing import Any
 
 import numpy as np
@@ -12,11 +11,12 @@ from flask import request
 from werkzeug.routing import PathConverter
 
 from faceapi.api import fields
-from faceapi.api.fields import get_services
-from faceapi.api.images import MIN_ENROLL_FACE_PX
+from faceapi.api.context import get_services
 from faceapi.api.images import find_one_face
+from faceapi.api.render import detection_json
+from faceapi.api.render import stored_face_json
 from faceapi.errors import InvalidRequest
-from faceapi.store import FaceRecord
+from faceapi.pipeline import MIN_ENROLL_FACE_PX
 
 bp = Blueprint("people", __name__)
 
@@ -56,7 +56,7 @@ def enroll() -> tuple[dict[str, Any], int]:
     return {
         "name": enrollment.name,
         "faces": [
-            {"id": face_id, "box": dataclasses.asdict(analysis.faces[0].box), "detection": analysis.detection_json()}
+            {"id": face_id, "box": dataclasses.asdict(analysis.faces[0].box), "detection": detection_json(analysis)}
             for face_id, analysis in zip(enrollment.face_ids, found, strict=True)
         ],
         "face_count": enrollment.face_count,
@@ -78,7 +78,7 @@ def people() -> dict[str, Any]:
 def person(name: str) -> dict[str, Any]:
     """One person's faces: id, creation time and the client's ``external_id``, oldest first."""
     faces = get_services().store.person_faces(name)
-    return {"name": name, "face_count": len(faces), "faces": [face_json(face) for face in faces]}
+    return {"name": name, "face_count": len(faces), "faces": [stored_face_json(face) for face in faces]}
 
 
 @bp.patch("/people/<person:name>")
@@ -104,17 +104,6 @@ def delete_face(name: str, face_id: str) -> dict[str, Any]:
     """Remove one face; the person keeps the others (and is removed with their last face)."""
     left = get_services().store.remove_face(name, face_id)
     return {"name": name, "deleted_face": face_id, "face_count": left}
-
-
-def face_json(face: FaceRecord) -> dict[str, Any]:
-    """A face as listed (and, with its encoding, exported): id, creation time in UTC, client's reference."""
-    created = None if face.created_at is None else json_time(face.created_at)
-    return {"id": face.face_id, "created_at": created, "external_id": face.external_id}
-
-
-def json_time(moment: datetime.datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, whatever zone the store's clock (a database session) used."""
-    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _external_ids(raw: Any, count: int) -> list[str | None] | None:
