@@ -19,11 +19,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend"))
 
 from faceapi.config import ConfigError  # noqa: E402
-from faceapi.config import Settings  # noqa: E402
+from faceapi.config import process_settings  # noqa: E402
 from faceapi.memory import tune_malloc  # noqa: E402
 
 try:
-    _settings = Settings.from_env()
+    _settings = process_settings()
 except ConfigError as error:
     # The message names every bad variable; gunicorn would wrap it in a traceback.
     sys.exit(f"faceapi: {error}")

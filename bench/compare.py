@@ -28,6 +28,7 @@ from common import ROOT
 from common import all_pids
 from common import phone_photo
 from common import pss_mb
+from faceapi.config import Settings
 from faceapi.matching import Gallery
 from faceapi.matching import match_faces
 from tests.servers import GunicornServer
@@ -113,7 +114,7 @@ def match_time_ms(size: int, use_faceapi: bool) -> float:
         gallery = Gallery.build(names, known)
         for _ in range(20):
             start = time.perf_counter()
-            match_faces(gallery, query)
+            match_faces(gallery, query, Settings().tolerance)
             times.append(time.perf_counter() - start)
     else:
         from tests.oracle import face_recognition

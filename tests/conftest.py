@@ -70,7 +70,15 @@ def pg_url(database_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-@pytest.fixture(params=["pickle", "postgres"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that reach a store run on each backend, but those marked ``store_independent`` on the pickle file
+    only: what they check (detection, validation, the contract) does not depend on where faces are kept."""
+    if "store_location" in metafunc.fixturenames:
+        one = metafunc.definition.get_closest_marker("store_independent") is not None
+        metafunc.parametrize("store_location", ["pickle"] if one else ["pickle", "postgres"], indirect=True)
+
+
+@pytest.fixture
 def store_location(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
     """Each store backend in turn: a pickle file path, or a PostgreSQL URL."""
     if request.param == "pickle":

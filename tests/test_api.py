@@ -31,6 +31,7 @@ def test_health_and_ready(client) -> None:
     assert client.get("/ready").status_code == 200
 
 
+@pytest.mark.store_independent
 def test_response_boxes_are_in_upload_coordinates(client) -> None:
     """obama3.jpg (2333 px) is encoded from a 1600 px copy; its box is reported in the original's pixels."""
     [face] = recognize(client, "tests/test_images/obama3.jpg").json["faces"]
@@ -55,6 +56,7 @@ def test_per_request_tolerance(client) -> None:
     assert recognize(client, "tests/test_images/obama2.jpg", tolerance="0.5").json["faces"][0]["name"] == "obama"
 
 
+@pytest.mark.store_independent
 def test_empty_gallery_and_no_face(client) -> None:
     [face] = recognize(client, "tests/test_images/obama.jpg").json["faces"]
     assert face["name"] is None and face["distance"] is None
@@ -104,6 +106,7 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(("path", "form", "status", "code"), [row[1:] for row in BAD_REQUESTS],
                          ids=[row[0] for row in BAD_REQUESTS])
 def test_bad_input(client, path: str, form, status: int, code: str) -> None:
@@ -114,6 +117,7 @@ def test_bad_input(client, path: str, form, status: int, code: str) -> None:
     assert client.get("/people").json == {"people": [], "next": None}  # nothing was stored
 
 
+@pytest.mark.store_independent
 def test_json_body_without_encodings(client) -> None:
     """A JSON body is for encodings: an image in it (base64 or anything) is named as the fault."""
     response = client.post("/recognize", data=json.dumps({"image": "aGVsbG8="}), content_type="application/json")
@@ -123,12 +127,14 @@ def test_json_body_without_encodings(client) -> None:
     assert response.status_code == 400 and response.json["error"]["code"] == "missing_name"
 
 
+@pytest.mark.store_independent
 def test_upload_over_limit(settings: Settings, engine) -> None:
     small = create_app(dataclasses.replace(settings, upload_limit_bytes=100_000), engine=engine)
     response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
     assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
 
 
+@pytest.mark.store_independent
 def test_image_over_pixel_limit(settings: Settings, engine) -> None:
     small = create_app(dataclasses.replace(settings, max_image_pixels=500_000), engine=engine)
     response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
@@ -143,6 +149,7 @@ def test_unknown_person_and_routes(client) -> None:
     assert wrong_method.status_code == 405 and wrong_method.json["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.store_independent
 def test_unexpected_error_hides_details(client, app, monkeypatch) -> None:
     """A bug gives a generic 500 JSON body, never a traceback (the store is made to fail in an unplanned way)."""
     def broken() -> None:
@@ -155,6 +162,7 @@ def test_unexpected_error_hides_details(client, app, monkeypatch) -> None:
     assert "secret" not in json.dumps(response.json) and "Traceback" not in json.dumps(response.json)
 
 
+@pytest.mark.store_independent
 def test_cors(settings: Settings, engine) -> None:
     app = create_app(dataclasses.replace(settings, cors_origins=("https://app.example",)), engine=engine)
     allowed = app.test_client().get("/health", headers={"Origin": "https://app.example"})
@@ -181,6 +189,7 @@ DEEP_IMAGES = [
 ]
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("build", [row[1] for row in DEEP_IMAGES], ids=[row[0] for row in DEEP_IMAGES])
 def test_deep_images_are_scaled_by_their_range(client, build) -> None:
     enroll(client, "obama", "obama.jpg")

@@ -32,6 +32,7 @@ def test_requests_without_a_key_are_refused(locked: TestClient, path: str) -> No
     assert response.headers["WWW-Authenticate"].lower().startswith("bearer")
 
 
+@pytest.mark.store_independent
 def test_probes_stay_open(locked: TestClient) -> None:
     assert locked.get("/health").status_code == 200
     assert locked.get("/ready").status_code == 200
@@ -63,6 +64,7 @@ def test_invalid_keys(locked: TestClient, headers: dict[str, str]) -> None:
     assert response.status_code == 401
 
 
+@pytest.mark.store_independent
 def test_open_service_warns_at_start(settings: Settings, engine, caplog) -> None:
     caplog.set_level("WARNING")
     create_app(settings, engine=engine)

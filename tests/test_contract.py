@@ -14,6 +14,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from faceapi.api.contract import openapi_document
 
+# The document, and the service's answers to it, do not depend on the store.
+pytestmark = pytest.mark.store_independent
 _SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 
 

@@ -101,6 +101,7 @@ def _breakages() -> list[tuple[str, object, int, str, str]]:
     ]
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(("change", "status", "code", "field"), [row[1:] for row in _breakages()],
                          ids=[row[0] for row in _breakages()])
 def test_import_refuses_bad_files_whole(client, change, status: int, code: str, field: str) -> None:
@@ -120,6 +121,7 @@ def test_import_refuses_bad_files_whole(client, change, status: int, code: str, 
     assert before  # (the export itself was fine)
 
 
+@pytest.mark.store_independent
 def test_import_needs_a_file_and_a_known_mode(client) -> None:
     assert client.post("/import", data={"mode": "merge"}).json["error"]["code"] == "missing_file"
     response = _import(client, b"{}", "append")

@@ -28,6 +28,7 @@ def _overlap(box: dict[str, int], labelled: tuple[int, int, int, int]) -> float:
     return iou(Box(**box), Box(*labelled))
 
 
+@pytest.mark.store_independent
 def test_verify_two_images(client) -> None:
     same = _post(client, "/verify", image_a="tests/test_images/obama.jpg", image_b="tests/test_images/obama2.jpg")
     assert same.status_code == 200, same.json
@@ -55,6 +56,7 @@ def test_verify_against_an_enrolled_name(client) -> None:
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == "unknown_person"
 
 
+@pytest.mark.store_independent
 def test_verify_says_which_side_has_no_face_or_several(client) -> None:
     several = _post(client, "/verify", image_a="examples/two_people.jpg", image_b="tests/test_images/obama.jpg")
     assert several.status_code == 422
@@ -123,6 +125,7 @@ def test_top_k_ranks_distinct_people(client) -> None:
 ADULTS_AND_CHILD = [(449, 923, 634, 737), (390, 1356, 613, 1133), (1062, 1749, 1216, 1594)]
 
 
+@pytest.mark.store_independent
 def test_max_faces_keeps_the_largest(client) -> None:
     photo = "examples/knn_examples/test/obama_and_biden.jpg"
     every = recognize(client, photo)
@@ -181,6 +184,7 @@ def test_bad_encodings_name_the_index(client, path: str, body: dict, index: int 
     assert client.get("/people").json["people"] == []
 
 
+@pytest.mark.store_independent
 def test_nan_encoding_is_refused(client) -> None:
     body = json.dumps({"encodings": [[float("nan")] + [0.0] * 127]})  # Python writes NaN; JSON has no such number
     response = client.post("/recognize", data=body, content_type="application/json")

@@ -49,6 +49,7 @@ def test_class_photo_recall_at_the_asked_size(engine: FaceEngine, face_px: int) 
     assert 0.75 * face_px <= heights[0] and heights[-1] <= 1.5 * face_px, heights
 
 
+@pytest.mark.store_independent
 def test_default_finds_every_240_px_face(client: TestClient) -> None:
     response = client.post("/recognize", data={"image": upload(class_photo(240), "class.jpg")})
     assert response.status_code == 200
@@ -56,6 +57,7 @@ def test_default_finds_every_240_px_face(client: TestClient) -> None:
     assert len(response.json["faces"]) == 40
 
 
+@pytest.mark.store_independent
 def test_asked_size_finds_the_small_faces(client: TestClient) -> None:
     """160 px faces are lost by default (the answer says faces from 225 px were searched), found when asked."""
     photo = class_photo(160)
@@ -70,6 +72,7 @@ def test_asked_size_finds_the_small_faces(client: TestClient) -> None:
     assert all(face["box"]["bottom"] <= 3000 and face["box"]["right"] <= 4000 for face in asked.json["faces"])
 
 
+@pytest.mark.store_independent
 def test_cap_clamps_a_huge_scan(settings: Settings, engine: FaceEngine) -> None:
     """A 48 MP upload asking for 20 px faces (1.2 G scanned pixels) is scanned at the 3 MP cap, and says so."""
     canvas = Image.open(io.BytesIO(class_photo(240))).resize((8000, 6000), Image.Resampling.BILINEAR)
@@ -84,6 +87,7 @@ def test_cap_clamps_a_huge_scan(settings: Settings, engine: FaceEngine) -> None:
     assert len(response.json["faces"]) == 40
 
 
+@pytest.mark.store_independent
 def test_enroll_says_how_it_searched(client: TestClient) -> None:
     response = enroll(client, "obama", "obama.jpg")
     assert response.status_code == 201

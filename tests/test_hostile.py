@@ -89,6 +89,7 @@ def test_json_error_for_oversized_chunked_upload(gunicorn_factory) -> None:
 ERROR_FIELDS = {"code", "message", "request_id", "field", "index"}
 
 
+@pytest.mark.store_independent
 @given(data=st.binary(min_size=0, max_size=4096), cut=st.integers(min_value=0, max_value=60_000))
 @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_fuzz_upload_to_decision(client, data: bytes, cut: int) -> None:
@@ -101,6 +102,7 @@ def test_fuzz_upload_to_decision(client, data: bytes, cut: int) -> None:
             assert {"code", "message", "request_id"} <= set(response.json["error"]) <= ERROR_FIELDS
 
 
+@pytest.mark.store_independent
 def test_request_id_and_log_line(client, caplog) -> None:
     caplog.set_level("INFO", logger="faceapi.access")
     response = client.post("/recognize", data={"image": upload(b"nope", "x.jpg")}, headers={"X-Request-ID": "abc-123"})
@@ -115,6 +117,7 @@ def test_request_id_and_log_line(client, caplog) -> None:
         assert len(replaced) == 32 and replaced != unsafe  # replaced, never echoed
 
 
+@pytest.mark.store_independent
 def test_logs_hold_no_secrets_or_bytes(settings, engine, caplog) -> None:
     caplog.set_level("DEBUG")
     app = create_app(dataclasses.replace(settings, api_key_digests=("0" * 64,)), engine=engine)

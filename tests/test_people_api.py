@@ -101,6 +101,7 @@ def test_names_with_slashes_can_be_managed(client) -> None:
     assert client.delete("/people/ACDC").json == {"name": "ACDC", "deleted_faces": 1}
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(("photo", "code"), [
     ("examples/obama-240p.jpg", "face_too_small"),  # a 62 px face
     ("examples/two_people.jpg", "multiple_faces"),
@@ -118,6 +119,7 @@ def test_a_small_photo_with_a_large_enough_face_enrolls(client) -> None:
     assert response.status_code == 201, response.json  # 320x240, a 107 px face
 
 
+@pytest.mark.store_independent
 def test_a_name_cannot_hold_the_faces_segment(client) -> None:
     response = client.post("/enroll", json={"name": "a/faces/b", "encodings": [[0.01] * 128]})
     assert response.status_code == 400 and response.json["error"]["code"] == "invalid_name"

@@ -14,6 +14,7 @@ from faceapi import errors
 from faceapi import metrics
 from faceapi import requestlog
 from faceapi.config import Settings
+from faceapi.config import process_settings
 from faceapi.engine import FaceEngine
 from faceapi.services import Services
 
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     :raises ConfigError: the environment holds an invalid setting.
     :raises StoreError: the store cannot be read (a corrupt file, an unreachable database).
     """
-    settings = Settings.from_env() if settings is None else settings
+    settings = process_settings() if settings is None else settings
     _configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.upload_limit_bytes, JSON_SORT_KEYS=False)

@@ -9,6 +9,7 @@ before fork, with a message that names all the mistakes at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import os
@@ -23,15 +24,28 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
+    """How one setting is read: its variable, parser and check, and its README line."""
+
     env: str
     parse: Callable[[str], Any]
+    kind: str  # what a value must be, for "not a valid ..." messages
     check: Callable[[Any], str | None]
     doc: str
     secret: bool = False  # never echoed in error messages
+    readme_default: str | None = None  # the default as README states it, when not the value itself
 
     def shown(self, value: Any) -> str:
         """``value`` as an error message may quote it."""
         return "<hidden>" if self.secret else repr(value)
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any], kind: str, doc: str,
+             check: Callable[[Any], str | None] | None = None, **spec: Any) -> Any:
+    """A `Settings` field: its default (a callable: computed at start-up) and how the environment sets it."""
+    metadata = {"spec": _Spec(env, parse, kind, check or _any, doc, **spec)}
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _positive(value: float) -> str | None:
@@ -82,9 +96,6 @@ def _api_key_digests(raw: str) -> tuple[str, ...]:
     return tuple(digests)
 
 
-_api_key_digests.__name__ = "list of keys or sha256:<hex> digests"
-
-
 def _any(_value: Any) -> str | None:
     return None
 
@@ -122,69 +133,60 @@ def _memory_limit_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-# Field name -> how to read it. The order is the README's order.
-_SPECS: dict[str, _Spec] = {
-    "port": _Spec("PORT", int, lambda v: None if 0 < v < 65536 else "must be a TCP port (1-65535)",
-                  "TCP port gunicorn listens on (on all interfaces); App Platform sets it."),
-    "workers": _Spec("WEB_CONCURRENCY", int, _positive,
-                     "gunicorn worker processes. Default: one per core, at most one per 128 MiB of memory."),
-    "threads": _Spec("FACEAPI_THREADS", int, _positive,
-                     "Threads per worker. They overlap uploads, JSON and store access; detection and encoding release the GIL, so images in different slots are analysed in parallel."),
-    "max_concurrent_images": _Spec("FACEAPI_MAX_CONCURRENT_IMAGES", int, _positive,
-                                   "Images decoded and analysed at once per worker; more requests wait. Bounds memory per worker."),
-    "store_path": _Spec("FACEAPI_STORE_PATH", str, lambda v: None if v else "must not be empty",
-                        "File of the pickle store (its directory is created; a `.bak` and a `.lock` sit beside it)."),
-    "database_url": _Spec("DATABASE_URL", str, _database_url,
-                          "PostgreSQL URL (`postgresql://...`); when set, the store is PostgreSQL instead of the pickle file."),
-    "tolerance": _Spec("FACEAPI_TOLERANCE", float, _tolerance,
-                       "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`."),
-    "upload_limit_bytes": _Spec("FACEAPI_UPLOAD_LIMIT_BYTES", int, _positive,
-                                "Largest request body; a bigger one gets 413 before it is read."),
-    "request_timeout_s": _Spec("FACEAPI_REQUEST_TIMEOUT_S", float, _seconds,
-                               "Seconds a client has to send a whole request, headers and body; a slower one gets 408 and none of it is processed. Until then it holds no thread."),
-    "max_image_pixels": _Spec("FACEAPI_MAX_IMAGE_PIXELS", int, _positive,
-                              "Largest image (width x height) accepted; a bigger one gets 413 before its pixels are decoded."),
-    "max_full_decode_pixels": _Spec("FACEAPI_MAX_FULL_DECODE_PIXELS", int, _positive,
-                                    "Largest PNG, WebP, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, about 4 bytes a pixel."),
-    "detect_side_px": _Spec("FACEAPI_DETECT_SIDE_PX", int, _detect_side,
-                            "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 225 px on a 4000x3000 photo). 0: no such bound."),
-    "min_face_px": _Spec("FACEAPI_MIN_FACE_PX", int, _positive,
-                         "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (bounded by `FACEAPI_DETECT_SIDE_PX`)."),
-    "max_scan_pixels": _Spec("FACEAPI_MAX_SCAN_PIXELS", int, _positive,
-                             "Most pixels one detection may scan; time and memory grow with it. A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`."),
-    "encode_side_px": _Spec("FACEAPI_ENCODE_SIDE_PX", int, _min_side,
-                            "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is)."),
-    "api_key_digests": _Spec("API_KEYS", _api_key_digests, _any,
-                             "Comma-separated API keys, or `sha256:<hex>` of each; when set, every endpoint but `/health`, `/ready`, `/openapi.json` and `/docs` needs one (`X-API-Key` or `Authorization: Bearer`). Unset: open, with a warning at start-up.", secret=True),
-    "cors_origins": _Spec("FACEAPI_CORS_ORIGINS", _origins, _any,
-                          "Comma-separated origins allowed by CORS; `*` allows any."),
-    "log_level": _Spec("FACEAPI_LOG_LEVEL", str.lower, _log_level,
-                       "Logging level of the service and gunicorn."),
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The service's configuration, frozen after start-up. Field docs: see `_SPECS`."""
+    """The service's configuration, frozen after start-up: each field declared once, in README order."""
 
-    port: int = 8000
-    workers: int = dataclasses.field(default_factory=default_workers)
-    threads: int = 4
-    max_concurrent_images: int = 1
-    store_path: str = "data/faces.pkl"
-    database_url: str = ""
-    tolerance: float = 0.6
-    upload_limit_bytes: int = 10 * 1024 * 1024
-    request_timeout_s: float = 60.0
-    max_image_pixels: int = 50_000_000
-    max_full_decode_pixels: int = 4_000_000
-    detect_side_px: int = 1280
-    min_face_px: int = 36
-    max_scan_pixels: int = 3_000_000
-    encode_side_px: int = 1600
-    api_key_digests: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ("*",)
-    log_level: str = "info"
+    port: int = _setting("PORT", 8000, int, "int", "TCP port gunicorn listens on (on all interfaces); App Platform sets it.",
+                         lambda v: None if 0 < v < 65536 else "must be a TCP port (1-65535)")
+    workers: int = _setting("WEB_CONCURRENCY", lambda: default_workers(), int, "int",
+                            "gunicorn worker processes. Default: one per core, at most one per 128 MiB of memory.",
+                            _positive, readme_default="cores, memory / 128 MiB")
+    threads: int = _setting("FACEAPI_THREADS", 4, int, "int",
+                            "Threads per worker. They overlap uploads, JSON and store access; detection and encoding release the GIL, so images in different slots are analysed in parallel.",
+                            _positive)
+    max_concurrent_images: int = _setting("FACEAPI_MAX_CONCURRENT_IMAGES", 1, int, "int",
+                                          "Images decoded and analysed at once per worker; more requests wait. Bounds memory per worker.",
+                                          _positive)
+    store_path: str = _setting("FACEAPI_STORE_PATH", "data/faces.pkl", str, "path",
+                               "File of the pickle store (its directory is created; a `.bak` and a `.lock` sit beside it).",
+                               lambda v: None if v else "must not be empty")
+    database_url: str = _setting("DATABASE_URL", "", str, "URL",
+                                 "PostgreSQL URL (`postgresql://...`); when set, the store is PostgreSQL instead of the pickle file.",
+                                 _database_url, readme_default="unset")
+    tolerance: float = _setting("FACEAPI_TOLERANCE", 0.6, float, "float",
+                                "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`.",
+                                _tolerance)
+    upload_limit_bytes: int = _setting("FACEAPI_UPLOAD_LIMIT_BYTES", 10 * 1024 * 1024, int, "int",
+                                       "Largest request body; a bigger one gets 413 before it is read.", _positive)
+    request_timeout_s: float = _setting("FACEAPI_REQUEST_TIMEOUT_S", 60.0, float, "float",
+                                        "Seconds a client has to send a whole request, headers and body; a slower one gets 408 and none of it is processed. Until then it holds no thread.",
+                                        _seconds)
+    max_image_pixels: int = _setting("FACEAPI_MAX_IMAGE_PIXELS", 50_000_000, int, "int",
+                                     "Largest image (width x height) accepted; a bigger one gets 413 before its pixels are decoded.",
+                                     _positive)
+    max_full_decode_pixels: int = _setting("FACEAPI_MAX_FULL_DECODE_PIXELS", 4_000_000, int, "int",
+                                           "Largest PNG, WebP, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, about 4 bytes a pixel.",
+                                           _positive)
+    detect_side_px: int = _setting("FACEAPI_DETECT_SIDE_PX", 1280, int, "int",
+                                   "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 225 px on a 4000x3000 photo). 0: no such bound.",
+                                   _detect_side)
+    min_face_px: int = _setting("FACEAPI_MIN_FACE_PX", 36, int, "int",
+                                "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (bounded by `FACEAPI_DETECT_SIDE_PX`).",
+                                _positive)
+    max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 3_000_000, int, "int",
+                                    "Most pixels one detection may scan; time and memory grow with it. A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
+                                    _positive)
+    encode_side_px: int = _setting("FACEAPI_ENCODE_SIDE_PX", 1600, int, "int",
+                                   "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is).",
+                                   _min_side)
+    api_key_digests: tuple[str, ...] = _setting("API_KEYS", (), _api_key_digests, "list of keys or sha256:<hex> digests",
+                                                "Comma-separated API keys, or `sha256:<hex>` of each; when set, every endpoint but `/health`, `/ready`, `/openapi.json` and `/docs` needs one (`X-API-Key` or `Authorization: Bearer`). Unset: open, with a warning at start-up.",
+                                                secret=True, readme_default="unset")
+    cors_origins: tuple[str, ...] = _setting("FACEAPI_CORS_ORIGINS", ("*",), _origins, "list of origins",
+                                             "Comma-separated origins allowed by CORS; `*` allows any.")
+    log_level: str = _setting("FACEAPI_LOG_LEVEL", "info", str.lower, "level", "Logging level of the service and gunicorn.",
+                              _log_level)
 
     @property
     def store_location(self) -> str:
@@ -201,7 +203,7 @@ class Settings:
         """One line per value in ``values`` that its setting's check refuses, quoting ``raw`` text if given."""
         problems = []
         for name, value in values.items():
-            spec = _SPECS[name]
+            spec = _specs()[name]
             problem = spec.check(value)
             if problem:
                 problems.append(f"{spec.env}={spec.shown(raw[spec.env] if raw else value)}: {problem}")
@@ -216,18 +218,28 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         problems = []
-        for name, spec in _SPECS.items():
+        for name, spec in _specs().items():
             raw = environ.get(spec.env)
             if raw is None or raw.strip() == "":
                 continue
             try:
                 values[name] = spec.parse(raw.strip())
             except ValueError:
-                problems.append(f"{spec.env}={spec.shown(raw)}: not a valid {spec.parse.__name__}")
+                problems.append(f"{spec.env}={spec.shown(raw)}: not a valid {spec.kind}")
         problems += cls._range_problems(values, environ)
         if problems:
             raise ConfigError(_format_problems(problems))
         return cls(**values)
+
+
+@functools.cache
+def process_settings() -> Settings:
+    """This process's settings, read from ``os.environ`` once: by gunicorn's config in the master,
+    then by the app and the worker class, and inherited by forked workers.
+
+    :raises ConfigError: as `Settings.from_env`.
+    """
+    return Settings.from_env()
 
 
 def _format_problems(problems: list[str]) -> str:
@@ -238,13 +250,13 @@ def describe_settings() -> list[tuple[str, str, str]]:
     """(variable, default, description) for each setting, in README order."""
     defaults = Settings()
     rows = []
-    for name, spec in _SPECS.items():
+    for name, spec in _specs().items():
         default = getattr(defaults, name)
-        if name == "workers":
-            default = "cores, memory / 128 MiB"
-        elif name in ("database_url", "api_key_digests"):
-            default = "unset"
-        elif isinstance(default, tuple):
-            default = ",".join(default)
-        rows.append((spec.env, str(default), spec.doc))
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append((spec.env, spec.readme_default or shown, spec.doc))
     return rows
+
+
+def _specs() -> dict[str, _Spec]:
+    """Field name -> how to read it, in the order the fields are declared."""
+    return {field.name: field.metadata["spec"] for field in dataclasses.fields(Settings)}

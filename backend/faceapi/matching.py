@@ -12,10 +12,15 @@ import dataclasses
 
 import numpy as np
 
-DEFAULT_TOLERANCE = 0.6
 ENCODING_WIDTH = 128
 # How stores keep encodings: dlib computes in float32, so little-endian float32 loses nothing.
 STORED_DTYPE = np.dtype("<f4")
+
+
+def stored_matrix(blob: bytes) -> np.ndarray:
+    """Encodings as the stores keep them (each row's `STORED_DTYPE` bytes, concatenated) as an ``(n, 128)``
+    read-only array."""
+    return np.frombuffer(blob, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,11 @@ class Gallery:
         """A gallery of ``names`` and their ``(n, 128)`` encodings."""
         matrix = np.ascontiguousarray(encodings, dtype=np.float32).reshape(len(names), ENCODING_WIDTH)
         return cls(tuple(names), matrix, np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64))
+
+    @classmethod
+    def from_stored(cls, names: list[str], blob: bytes) -> Gallery:
+        """A gallery from encodings as the stores keep them: each row's `STORED_DTYPE` bytes, concatenated."""
+        return cls.build(names, stored_matrix(blob))
 
     @classmethod
     def empty(cls) -> Gallery:
@@ -86,7 +96,7 @@ class Candidate:
     distance: float
 
 
-def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> list[Match]:
+def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float) -> list[Match]:
     """The decision for each row of ``encodings``.
 
     :param tolerance: largest distance that still counts as the same person; 0.6 is

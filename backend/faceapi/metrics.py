@@ -17,14 +17,12 @@ and a scrape, whichever worker serves it, adds them all up. Without that variabl
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask import g
 from flask import request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import REGISTRY
@@ -36,6 +34,7 @@ from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from faceapi.requestlog import elapsed_s
 from faceapi.requestlog import masked_route
 
 REQUESTS = Counter("faceapi_requests", "HTTP requests answered", ["endpoint", "method", "status"])
@@ -48,8 +47,7 @@ bp = Blueprint("metrics", __name__)
 
 
 def init_app(app: Flask) -> None:
-    """Time and count every request of ``app``, and serve ``/metrics``."""
-    app.before_request(_start)
+    """Time (by `faceapi.requestlog`'s clock) and count every request of ``app``, and serve ``/metrics``."""
     app.after_request(_count)
     app.register_blueprint(bp)
 
@@ -71,16 +69,12 @@ def metrics() -> Response:
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-def _start() -> None:
-    g.metrics_started = time.perf_counter()
-
-
 def _count(response: Response) -> Response:
-    started = g.get("metrics_started")
     endpoint = masked_route()
     REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    if started is not None:
-        LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+    elapsed = elapsed_s()
+    if elapsed is not None:
+        LATENCY.labels(endpoint, request.method).observe(elapsed)
     return response
 
 

@@ -44,11 +44,16 @@ def _start() -> None:
     g.request_started = time.perf_counter()
 
 
+def elapsed_s() -> float | None:
+    """Seconds since this request started (None if `_start` did not run for it)."""
+    started = g.get("request_started")
+    return None if started is None else time.perf_counter() - started
+
+
 def _finish(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers[HEADER] = request_id
-    started = g.get("request_started")
-    duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+    duration_ms = (elapsed_s() or 0.0) * 1000
     log.info("%s %s %s %d %.1fms", request_id, request.method, masked_route(), response.status_code, duration_ms)
     return response
 

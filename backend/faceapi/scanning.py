@@ -34,7 +34,8 @@ class ScanPlan:
 
 @dataclasses.dataclass(frozen=True)
 class DetectOptions:
-    """What a scan looks for when the caller does not say, and what it may cost at most.
+    """What a scan looks for when the caller does not say, and what it may cost at most
+    (the defaults are settings: `faceapi.pipeline.detect_options`).
 
     :param min_face_px: the smallest face searched by default, in uploaded pixels.
     :param scan_side_px: by default, scan at most this longest side: on larger photos the
@@ -44,9 +45,9 @@ class DetectOptions:
         clamped to it and reported as limited.
     """
 
-    min_face_px: int = 36
-    scan_side_px: int | None = 1280
-    max_scan_pixels: int = 3_000_000
+    min_face_px: int
+    scan_side_px: int | None
+    max_scan_pixels: int
 
     def plan(self, width: int, height: int, min_face_px: int | None = None) -> ScanPlan:
         """The scan of a ``width`` x ``height`` upload for faces of ``min_face_px`` (None: the default)."""

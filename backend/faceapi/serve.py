@@ -15,7 +15,7 @@ import pathlib
 import sys
 
 from faceapi.config import ConfigError
-from faceapi.config import Settings
+from faceapi.config import process_settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # the checkout: backend/faceapi/serve.py
 
@@ -23,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]  # the checkout: backend/face
 def main(argv: list[str] | None = None) -> int:
     """Exec gunicorn when the environment is valid; otherwise print why and return 2."""
     try:
-        Settings.from_env()
+        process_settings()
     except ConfigError as error:
         print(f"faceapi: {error}", file=sys.stderr)
         return 2

@@ -44,7 +44,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from werkzeug.datastructures import Headers
 
 from faceapi.app import cors_options
-from faceapi.config import Settings
+from faceapi.config import process_settings
 from faceapi.errors import error_body
 from faceapi.intake import MALFORMED_REQUEST
 from faceapi.intake import SPOOL_IN_MEMORY_BYTES
@@ -63,7 +63,7 @@ class BufferingWorker(ThreadWorker):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.settings = Settings.from_env()
+        self.settings = process_settings()
         self.request_timeout_s = self.settings.request_timeout_s
         self.max_body_bytes = self.settings.upload_limit_bytes
         self.buffering = not self.cfg.is_ssl and self.cfg.http2_cleartext == "off"

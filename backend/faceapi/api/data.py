@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from flask import Blueprint
 from flask import Response
-from flask import request
 
 from faceapi.api import fields
 from faceapi.api.context import get_services
@@ -61,17 +60,12 @@ def export() -> Response:
 
 
 @bp.post("/import")
-def import_file() -> dict[str, Any]:
+@fields.accepts(form=(fields.MODE, fields.FILE), required=("file",))
+def import_file(values: dict[str, Any]) -> dict[str, Any]:
     """Load an export (multipart ``file``); ``mode`` is ``merge`` (the default) or ``replace``."""
-    mode = fields.raw_field("mode") or "merge"
-    if mode not in ("merge", "replace"):
-        raise InvalidRequest("invalid_mode", "mode must be merge or replace", field="mode")
-    files = request.files.getlist("file")
-    if len(files) != 1:
-        raise InvalidRequest("missing_file", "send one export as multipart field 'file'", field="file")
-    upload = files[0]
+    mode = values["mode"] or "merge"
     services = get_services()
-    records, people = _parse_export(upload.read(), services.engine.model_id)
+    records, people = _parse_export(values["file"].read(), services.engine.model_id)
     added = services.store.import_faces(records, replace=mode == "replace")
     return {"mode": mode, "people": people, "faces": len(records), "added": added}
 

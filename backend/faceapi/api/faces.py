@@ -23,10 +23,6 @@ from faceapi.pipeline import Analysis
 
 bp = Blueprint("faces", __name__)
 
-MAX_FACES = 1000
-MAX_TOP_K = 100
-
-
 @bp.get("/health")
 def health() -> dict[str, Any]:
     """Liveness: answers as long as the worker serves requests; touches no model or store."""
@@ -44,63 +40,65 @@ def ready() -> dict[str, Any]:
 
 
 @bp.post("/detect")
-def detect() -> dict[str, Any]:
+@fields.accepts(form=(fields.LANDMARKS, fields.IMAGE, *fields.DETECTION, fields.MAX_FACES), required=("image",))
+def detect(values: dict[str, Any]) -> dict[str, Any]:
     """Where the faces of ``image`` are, without recognising them; ``landmarks=true`` adds five points each."""
-    with_landmarks = fields.read_flag("landmarks")
-    analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES),
-                          encode=False, landmarks=with_landmarks)
+    analysis = find_faces(values["image"], values, max_faces=values["max_faces"], encode=False,
+                          landmarks=values["landmarks"])
     return analysis_json(analysis, [found_face_json(face) for face in analysis.faces])
 
 
 @bp.post("/encode")
-def encode() -> dict[str, Any]:
+@fields.accepts(form=(fields.IMAGE, *fields.DETECTION, fields.MAX_FACES), required=("image",))
+def encode(values: dict[str, Any]) -> dict[str, Any]:
     """Every face of ``image`` with its 128-number encoding, for clients that match on their side."""
-    analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES))
+    analysis = find_faces(values["image"], values, max_faces=values["max_faces"])
     return analysis_json(analysis, [
         {**found_face_json(face), "encoding": face.encoding.tolist()} for face in analysis.faces])
 
 
 @bp.post("/recognize")
-def recognize() -> dict[str, Any]:
+@fields.accepts(form=(fields.TOLERANCE, fields.TOP_K, fields.IMAGE, *fields.DETECTION, fields.MAX_FACES),
+                json=(fields.TOLERANCE, fields.TOP_K, fields.ENCODINGS), required=("image", "encodings"))
+def recognize(values: dict[str, Any]) -> dict[str, Any]:
     """Every face of ``image`` (or each posted encoding), each with the enrolled name it matches or null."""
     services = get_services()
-    tolerance = fields.read_tolerance(services.settings.tolerance)
-    top_k = fields.read_count("top_k", MAX_TOP_K)
-    body = fields.json_body()
-    if body is not None:
-        encodings = fields.read_encodings(fields.raw_field("encodings"))
-        return {"faces": _decisions(services.store.gallery(), encodings, tolerance, top_k)}
-    analysis = find_faces(_image(), fields.read_min_face_px(), max_faces=fields.read_count("max_faces", MAX_FACES))
-    decisions = _decisions(services.store.gallery(), analysis.encodings(), tolerance, top_k)
+    tolerance = _tolerance(values)
+    if "encodings" in values:
+        return {"faces": _decisions(services.store.gallery(), values["encodings"], tolerance, values["top_k"])}
+    analysis = find_faces(values["image"], values, max_faces=values["max_faces"])
+    decisions = _decisions(services.store.gallery(), analysis.encodings(), tolerance, values["top_k"])
     return analysis_json(analysis, [
         {**found_face_json(face), **decision} for face, decision in zip(analysis.faces, decisions, strict=True)])
 
 
 @bp.post("/verify")
-def verify() -> dict[str, Any]:
+@fields.accepts(form=(fields.TOLERANCE, *fields.DETECTION, fields.LARGEST, fields.NAME, fields.IMAGE, fields.IMAGE_A,
+                      fields.IMAGE_B))
+def verify(values: dict[str, Any]) -> dict[str, Any]:
     """Whether two faces are the same person: ``image_a`` and ``image_b``, or ``image`` and an enrolled ``name``."""
     services = get_services()
-    tolerance = fields.read_tolerance(services.settings.tolerance)
-    min_face_px = fields.read_min_face_px()
-    largest = fields.read_flag("largest")
-    if fields.raw_field("name") is not None:
-        name = fields.read_name()
+    tolerance = _tolerance(values)
+    largest = values["largest"]
+    if values["name"] is not None:
+        name = values["name"]
         faces = services.store.person_faces(name)
         if not faces:  # enrolled by other models only (a PostgreSQL store shared across model versions)
             raise InvalidRequest("no_enrolled_face", f"{name!r} has no face encoded by this service's models; "
                                  "enroll a photo of them again", 422, field="name")
         known = np.stack([face.encoding for face in faces])
-        side = find_one_face(_image(), "image", min_face_px, largest=largest)
+        side = find_one_face(fields.IMAGE.required(values["image"]), "image", values, largest=largest)
         distance = float(face_distance(known, _encoding(side)).min())
         return {**_verdict(distance, tolerance), "name": name, "image": _side_json(side)}
-    side_a = find_one_face(_image("image_a"), "image_a", min_face_px, largest=largest)
-    side_b = find_one_face(_image("image_b"), "image_b", min_face_px, largest=largest)
+    side_a = find_one_face(fields.IMAGE_A.required(values["image_a"]), "image_a", values, largest=largest)
+    side_b = find_one_face(fields.IMAGE_B.required(values["image_b"]), "image_b", values, largest=largest)
     distance = float(face_distance(_encoding(side_a)[None, :], _encoding(side_b))[0])
     return {**_verdict(distance, tolerance), "image_a": _side_json(side_a), "image_b": _side_json(side_b)}
 
 
-def _image(field: str = "image") -> Any:
-    return fields.uploads(field, 1)[0]
+def _tolerance(values: dict[str, Any]) -> float:
+    """The request's tolerance, else the service's (FACEAPI_TOLERANCE)."""
+    return get_services().settings.tolerance if values["tolerance"] is None else values["tolerance"]
 
 
 def _decisions(gallery: Gallery, encodings: np.ndarray, tolerance: float, top_k: int | None) -> list[dict[str, Any]]:

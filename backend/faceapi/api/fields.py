@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import functools
 import math
 import unicodedata
 from collections.abc import Callable
@@ -19,6 +21,7 @@ import numpy as np
 from flask import request
 from werkzeug.datastructures import FileStorage
 
+from faceapi.config import Settings
 from faceapi.errors import InvalidRequest
 from faceapi.matching import ENCODING_WIDTH
 
@@ -98,10 +101,9 @@ def valid_external_id(raw: Any, code: str = "invalid_external_id") -> str | None
     return raw
 
 
-def read_tolerance(default: float) -> float:
-    tolerance = read_number("tolerance", float, lambda value: math.isfinite(value) and 0 < value <= 1,
-                            "tolerance must be a number greater than 0 and at most 1")
-    return default if tolerance is None else tolerance
+def read_tolerance() -> float | None:
+    return read_number("tolerance", float, lambda value: math.isfinite(value) and 0 < value <= 1,
+                       "tolerance must be a number greater than 0 and at most 1")
 
 
 def read_min_face_px() -> int | None:
@@ -203,3 +205,149 @@ def _exact(raw: int | float, parse: Callable[[str], Number]) -> Number:
 
 def _has_control_characters(text: str) -> bool:
     return any(unicodedata.category(char).startswith("C") for char in text)
+
+
+# Each request field, declared once: its OpenAPI schema and its reader. Endpoints list the ones they
+# take with `accepts`, which reads them for the view and is what api/contract.py documents.
+
+Schema = dict[str, Any]
+MOST_FACES = 1000  # the largest max_faces
+MAX_TOP_K = 100
+MAX_ENROLL_IMAGES = 10
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A request field: its name, its OpenAPI schema, and its reader.
+
+    :param read: the field's value from the current request, None when absent; 400 when invalid.
+    :param missing: the error when an endpoint requires the field and it is absent: (code, message).
+    :param in_query: a query parameter (else a field of the multipart form or JSON body).
+    """
+
+    name: str
+    schema: Schema
+    read: Callable[[], Any]
+    missing: tuple[str, str] | None = None
+    in_query: bool = False
+
+    def required(self, value: Any) -> Any:
+        """``value``, or the field's 400 when it is None."""
+        if value is None:
+            code, message = self.missing or (f"missing_{self.name}", f"send field '{self.name}'")
+            raise InvalidRequest(code, message, field=self.name)
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Accepts:
+    """The fields one endpoint takes: from a multipart ``form``, a ``json`` body, and the ``query`` string."""
+
+    form: tuple[Field, ...] = ()
+    json: tuple[Field, ...] = ()
+    query: tuple[Field, ...] = ()
+    required: frozenset[str] = frozenset()  # required in whichever body declares them
+
+    def read(self) -> dict[str, Any]:
+        """Every field of the body the request sent (JSON or form) and of the query, in declared order."""
+        body_fields = self.json if json_body() is not None else self.form
+        values = {}
+        for field in (*self.query, *body_fields):
+            value = field.read()
+            values[field.name] = field.required(value) if field.name in self.required else value
+        return values
+
+
+def accepts(*, form: tuple[Field, ...] = (), json: tuple[Field, ...] = (), query: tuple[Field, ...] = (),
+            required: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a view's fields: it is called with them read, as a dict ``fields`` (absent ones None)."""
+    declared = Accepts(form, json, query, frozenset(required))
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(**path: Any) -> Any:
+            return view(declared.read(), **path)
+
+        wrapper.accepts = declared  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _upload(field: str, largest: int = 1) -> Callable[[], Any]:
+    def read() -> Any:
+        files = request.files.getlist(field)
+        if not files:
+            return None
+        return uploads(field, largest) if largest > 1 else uploads(field, 1)[0]
+    return read
+
+
+def _optional_name() -> str | None:
+    return None if raw_field("name") is None else read_name()
+
+
+def _mode() -> str | None:
+    mode = raw_field("mode")
+    if mode is not None and mode not in ("merge", "replace"):
+        raise InvalidRequest("invalid_mode", "mode must be merge or replace", field="mode")
+    return mode
+
+
+def _import_file() -> FileStorage | None:
+    files = request.files.getlist("file")
+    if len(files) > 1:
+        raise InvalidRequest("missing_file", "send one export as multipart field 'file'", field="file")
+    return files[0] if files else None
+
+
+def _default(setting: str) -> Any:
+    return next(field.default for field in dataclasses.fields(Settings) if field.name == setting)
+
+
+_BINARY: Schema = {"type": "string", "format": "binary"}
+_MISSING_IMAGE = "send the image as multipart field '{}'"
+
+IMAGE = Field("image", _BINARY, _upload("image"), ("missing_image", _MISSING_IMAGE.format("image")))
+IMAGE_A = Field("image_a", _BINARY, _upload("image_a"), ("missing_image", _MISSING_IMAGE.format("image_a")))
+IMAGE_B = Field("image_b", _BINARY, _upload("image_b"), ("missing_image", _MISSING_IMAGE.format("image_b")))
+IMAGES = Field("image", {"type": "array", "items": _BINARY, "maxItems": MAX_ENROLL_IMAGES},
+               _upload("image", MAX_ENROLL_IMAGES), ("missing_image", _MISSING_IMAGE.format("image")))
+NAME = Field("name", {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}, _optional_name,
+             ("missing_name", "send the person's name as field 'name'"))
+MIN_FACE_PX = Field("min_face_px", {
+    "type": "integer", "minimum": 1, "maximum": MAX_MIN_FACE_PX,
+    "description": "smallest face to find, in pixels of the uploaded image (default FACEAPI_MIN_FACE_PX)"},
+    read_min_face_px)
+MAX_FACES = Field("max_faces", {"type": "integer", "minimum": 1, "maximum": MOST_FACES,
+                                      "description": "keep the largest faces only"},
+                  lambda: read_count("max_faces", MOST_FACES))
+TOLERANCE = Field("tolerance", {
+    "type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1,
+    "description": "largest distance that still counts as a match "
+                   f"(default FACEAPI_TOLERANCE, {_default('tolerance')})"},
+    read_tolerance)
+TOP_K = Field("top_k", {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K,
+                        "description": "add the nearest distinct people to each face"},
+              lambda: read_count("top_k", MAX_TOP_K))
+LANDMARKS = Field("landmarks", {"type": "boolean", "default": False}, lambda: read_flag("landmarks"))
+LARGEST = Field("largest", {"type": "boolean", "default": False}, lambda: read_flag("largest"))
+MERGE = Field("merge", {"type": "boolean", "default": False}, lambda: read_flag("merge"))
+ENCODINGS = Field("encodings", {"type": "array", "minItems": 1, "maxItems": MAX_ENCODINGS,
+                                "items": {"$ref": "#/components/schemas/Encoding"}},
+                  lambda: None if raw_field("encodings") is None else read_encodings(raw_field("encodings")),
+                  ("invalid_encoding", f"encodings must be a list of 1 to {MAX_ENCODINGS} encodings"))
+EXTERNAL_ID = Field("external_id", {"type": "array", "items": {"type": "string"}},
+                    lambda: request.form.getlist("external_id") or None)
+EXTERNAL_IDS = Field("external_ids", {"type": "array", "items": {"type": "string", "nullable": True}},
+                     lambda: raw_field("external_ids"))
+LIMIT = Field("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+              lambda: read_count("limit", MAX_PAGE_SIZE), in_query=True)
+CURSOR = Field("cursor", {"type": "string"}, read_cursor, in_query=True)
+MODE = Field("mode", {"type": "string", "enum": ["merge", "replace"], "default": "merge"}, _mode)
+FILE = Field("file", _BINARY, _import_file, ("missing_file", "send one export as multipart field 'file'"))
+
+# The fields of every endpoint that detects faces in an uploaded image.
+DETECTION = (MIN_FACE_PX,)

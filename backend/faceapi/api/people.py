@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 from flask import Blueprint
-from flask import request
 from werkzeug.routing import PathConverter
 
 from faceapi.api import fields
@@ -27,29 +26,24 @@ class PersonNameConverter(PathConverter):
 
     regex = r"[^/](?:(?!/faces/).)*"
 
-MAX_ENROLL_IMAGES = 10
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-
-
 @bp.post("/enroll")
-def enroll() -> tuple[dict[str, Any], int]:
+@fields.accepts(form=(fields.NAME, fields.IMAGES, fields.EXTERNAL_ID, *fields.DETECTION),
+                json=(fields.NAME, fields.ENCODINGS, fields.EXTERNAL_IDS), required=("name", "image", "encodings"))
+def enroll(values: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Add faces to person ``name``: the one face of each uploaded ``image``, or posted ``encodings``.
 
     All are added or none is. Enrolling an existing name adds to that person.
     """
-    body = fields.json_body()
-    name = fields.read_name()
-    if body is not None:
-        encodings = fields.read_encodings(fields.raw_field("encodings"))
-        external_ids = _external_ids(fields.raw_field("external_ids"), len(encodings))
+    name = values["name"]
+    if "encodings" in values:
+        encodings = values["encodings"]
+        external_ids = _external_ids(values["external_ids"], len(encodings))
         enrollment = get_services().store.add_faces(name, encodings, external_ids)
         faces = [{"id": face_id} for face_id in enrollment.face_ids]
         return {"name": enrollment.name, "faces": faces, "face_count": enrollment.face_count}, 201
-    uploads = fields.uploads("image", MAX_ENROLL_IMAGES)
-    external_ids = _external_ids(request.form.getlist("external_id") or None, len(uploads))
-    min_face_px = fields.read_min_face_px()
-    found = [find_one_face(upload, _image_field(index, len(uploads)), min_face_px, min_side_px=MIN_ENROLL_FACE_PX)
+    uploads = values["image"]
+    external_ids = _external_ids(values["external_id"], len(uploads))
+    found = [find_one_face(upload, _image_field(index, len(uploads)), values, min_side_px=MIN_ENROLL_FACE_PX)
              for index, upload in enumerate(uploads)]
     encodings = np.stack([analysis.faces[0].encoding for analysis in found])
     enrollment = get_services().store.add_faces(name, encodings, external_ids)
@@ -64,10 +58,11 @@ def enroll() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/people")
-def people() -> dict[str, Any]:
+@fields.accepts(query=(fields.LIMIT, fields.CURSOR))
+def people(values: dict[str, Any]) -> dict[str, Any]:
     """Enrolled people by name, a page at a time: ``limit`` per page, ``cursor`` from the last page's ``next``."""
-    limit = fields.read_count("limit", MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
-    page = get_services().store.people(limit=limit + 1, after=fields.read_cursor())
+    limit = values["limit"] or fields.DEFAULT_PAGE_SIZE
+    page = get_services().store.people(limit=limit + 1, after=values["cursor"])
     more = len(page) > limit
     page = page[:limit]
     return {"people": [dataclasses.asdict(person) for person in page],
@@ -82,14 +77,13 @@ def person(name: str) -> dict[str, Any]:
 
 
 @bp.patch("/people/<person:name>")
-def rename_person(name: str) -> dict[str, Any]:
+@fields.accepts(json=(fields.NAME, fields.MERGE), required=("name",))
+def rename_person(values: dict[str, Any], name: str) -> dict[str, Any]:
     """Rename a person (JSON ``{"name": new}``); onto an enrolled name only with ``"merge": true``."""
     if fields.json_body() is None:
         raise InvalidRequest("invalid_json", 'send a JSON body such as {"name": "new name"}')
-    new_name = fields.read_name()
-    merge = fields.read_flag("merge")
-    face_count = get_services().store.rename_person(name, new_name, merge=merge)
-    return {"name": new_name, "face_count": face_count}
+    face_count = get_services().store.rename_person(name, values["name"], merge=values["merge"])
+    return {"name": values["name"], "face_count": face_count}
 
 
 @bp.delete("/people/<person:name>")

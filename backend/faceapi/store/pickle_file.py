@@ -38,6 +38,7 @@ import numpy as np
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
+from faceapi.matching import stored_matrix
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
 from faceapi.store import NameTaken
@@ -369,7 +370,7 @@ def _append(person: _Person, record: FaceRecord) -> None:
 
 def _records(name: str, person: _Person) -> list[FaceRecord]:
     """The person's faces, oldest first (unknown times first), then by id: the order PostgreSQL gives."""
-    rows = sorted(zip(person["created"], person["ids"], _matrix(person["encodings"]), person["external_ids"],
+    rows = sorted(zip(person["created"], person["ids"], stored_matrix(person["encodings"]), person["external_ids"],
                       strict=True), key=lambda row: (row[0] is not None, row[0] or 0, row[1]))
     return [FaceRecord(face_id, name, encoding, None if created is None else _datetime(created), external_id)
             for created, face_id, encoding, external_id in rows]
@@ -388,14 +389,8 @@ def _datetime(microseconds: int) -> datetime.datetime:
 
 def _gallery_of(data: _Data) -> Gallery:
     people = data["people"]
-    if not people:
-        return Gallery.empty()
     names = [name for name, person in people.items() for _ in person["ids"]]
-    return Gallery.build(names, _matrix(b"".join(p["encodings"] for p in people.values())))
-
-
-def _matrix(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
+    return Gallery.from_stored(names, b"".join(person["encodings"] for person in people.values()))
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:

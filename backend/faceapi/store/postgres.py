@@ -30,6 +30,7 @@ from psycopg_pool import PoolTimeout
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
+from faceapi.matching import stored_matrix
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
 from faceapi.store import NameTaken
@@ -178,7 +179,7 @@ class PostgresStore:
                 "SELECT p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id WHERE f.model = %s",
                 (self._model_id,),
             ).fetchall()
-        gallery = _gallery_of(rows)
+        gallery = Gallery.from_stored([name for name, _ in rows], b"".join(blob for _, blob in rows))
         self._cache = (version, gallery)
         self._on_reload()
         return gallery
@@ -311,15 +312,8 @@ _FACE_ROWS = ("SELECT f.id, p.name, f.encoding, f.created_at, f.external_id "
 
 def _record(row: tuple) -> FaceRecord:
     face_id, name, blob, created_at, external_id = row
-    return FaceRecord(face_id, name, np.frombuffer(blob, dtype=STORED_DTYPE).copy(), created_at, external_id)
+    return FaceRecord(face_id, name, stored_matrix(blob)[0].copy(), created_at, external_id)
 
 
 def _bump_version(cur: psycopg.Cursor) -> None:
     cur.execute("UPDATE gallery_version SET version = version + 1 WHERE id = 1")
-
-
-def _gallery_of(rows: list[tuple[str, bytes]]) -> Gallery:
-    if not rows:
-        return Gallery.empty()
-    matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
-    return Gallery.build([name for name, _ in rows], matrix)
