@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +123,17 @@ class TestClient:
 @pytest.fixture
 def client(app) -> TestClient:
     return TestClient(app.test_client())
+
+
+def client_of(settings: Settings, engine: FaceEngine) -> TestClient:
+    """A test client of a new app with ``settings``, on an engine already loaded."""
+    return TestClient(create_app(settings, engine=engine).test_client())
+
+
+@pytest.fixture
+def make_client(settings: Settings, engine: FaceEngine) -> Callable[..., TestClient]:
+    """``make_client(upload_limit_bytes=1000)``: a client of an app on this test's store, some settings changed."""
+    return lambda **changes: client_of(dataclasses.replace(settings, **changes), engine)
 
 
 @pytest.fixture

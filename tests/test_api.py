@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 
@@ -10,9 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceapi import create_app
-from faceapi.config import Settings
-from tests.conftest import TestClient
 from tests.conftest import face_photo
 from tests.conftest import test_images
 from tests.photos import png_bytes
@@ -128,16 +124,14 @@ def test_json_body_without_encodings(client) -> None:
 
 
 @pytest.mark.store_independent
-def test_upload_over_limit(settings: Settings, engine) -> None:
-    small = create_app(dataclasses.replace(settings, upload_limit_bytes=100_000), engine=engine)
-    response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
+def test_upload_over_limit(make_client) -> None:
+    response = make_client(upload_limit_bytes=100_000).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
     assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
 
 
 @pytest.mark.store_independent
-def test_image_over_pixel_limit(settings: Settings, engine) -> None:
-    small = create_app(dataclasses.replace(settings, max_image_pixels=500_000), engine=engine)
-    response = TestClient(small.test_client()).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
+def test_image_over_pixel_limit(make_client) -> None:
+    response = make_client(max_image_pixels=500_000).post("/recognize", data={"image": upload(test_images("obama.jpg"))})
     assert response.status_code == 413 and response.json["error"]["code"] == "image_too_large"
 
 
@@ -163,11 +157,11 @@ def test_unexpected_error_hides_details(client, app, monkeypatch) -> None:
 
 
 @pytest.mark.store_independent
-def test_cors(settings: Settings, engine) -> None:
-    app = create_app(dataclasses.replace(settings, cors_origins=("https://app.example",)), engine=engine)
-    allowed = app.test_client().get("/health", headers={"Origin": "https://app.example"})
+def test_cors(make_client) -> None:
+    client = make_client(cors_origins=("https://app.example",))
+    allowed = client.get("/health", headers={"Origin": "https://app.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
-    other = app.test_client().get("/health", headers={"Origin": "https://evil.example"})
+    other = client.get("/health", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
 
 

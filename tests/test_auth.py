@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 import pytest
@@ -19,10 +18,9 @@ HASHED = "k-hashed-abcdef"
 
 
 @pytest.fixture
-def locked(settings: Settings, engine) -> TestClient:
+def locked(make_client) -> TestClient:
     digests = Settings.from_env({"API_KEYS": f"{PLAIN}, sha256:{hashlib.sha256(HASHED.encode()).hexdigest()}"})
-    app = create_app(dataclasses.replace(settings, api_key_digests=digests.api_key_digests), engine=engine)
-    return TestClient(app.test_client())
+    return make_client(api_key_digests=digests.api_key_digests)
 
 
 @pytest.mark.parametrize("path", ["/people", "/nowhere"])

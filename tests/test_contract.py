@@ -62,13 +62,10 @@ def test_framework_errors_in_our_words(client, method: str, path: str, status: i
     assert says in response.json["error"]["message"]
 
 
-def test_upload_limit_in_our_words(settings, engine) -> None:
-    from faceapi import create_app
-    from tests.conftest import TestClient
+def test_upload_limit_in_our_words(make_client) -> None:
     from tests.servers import upload
 
-    small = create_app(type(settings)(**{**vars(settings), "upload_limit_bytes": 1000}), engine=engine)
-    response = TestClient(small.test_client()).post("/recognize", data={"image": upload(b"x" * 5000, "big.jpg")})
+    response = make_client(upload_limit_bytes=1000).post("/recognize", data={"image": upload(b"x" * 5000, "big.jpg")})
     assert response.status_code == 413 and response.json["error"]["code"] == "upload_too_large"
     assert "1000 bytes" in response.json["error"]["message"]
 

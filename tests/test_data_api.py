@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from faceapi import create_app
 from faceapi.config import Settings
-from tests.conftest import TestClient
+from tests.conftest import client_of
 from tests.scenario import enroll
 from tests.scenario import recognize
 from tests.servers import upload
@@ -129,9 +128,9 @@ def test_import_needs_a_file_and_a_known_mode(client) -> None:
 
 
 def test_pickle_to_postgres_and_back_unchanged(tmp_path, pg_url: str, engine) -> None:
-    pickle_client = TestClient(create_app(Settings(store_path=str(tmp_path / "a.pkl")), engine=engine).test_client())
-    postgres_client = TestClient(create_app(Settings(database_url=pg_url), engine=engine).test_client())
-    back_client = TestClient(create_app(Settings(store_path=str(tmp_path / "b.pkl")), engine=engine).test_client())
+    pickle_client = client_of(Settings(store_path=str(tmp_path / "a.pkl")), engine)
+    postgres_client = client_of(Settings(database_url=pg_url), engine)
+    back_client = client_of(Settings(store_path=str(tmp_path / "b.pkl")), engine)
     _enroll_three(pickle_client)
     original = json.loads(pickle_client.get("/export").get_data())
     assert _import(postgres_client, original).json["added"] == 4

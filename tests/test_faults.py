@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from faceapi import create_app
 from faceapi.store import pickle_file
 from tests.conftest import TestClient
+from tests.conftest import client_of
 from tests.conftest import test_images
 from tests.scenario import enroll
 from tests.scenario import names
@@ -63,7 +63,7 @@ def pickle_client(tmp_path: pathlib.Path, engine) -> tuple[TestClient, pathlib.P
     from faceapi.config import Settings
 
     path = tmp_path / "store" / "faces.pkl"
-    return TestClient(create_app(Settings(store_path=str(path), workers=1), engine=engine).test_client()), path
+    return client_of(Settings(store_path=str(path), workers=1), engine), path
 
 
 def test_disk_full_during_enroll(pickle_client, monkeypatch: pytest.MonkeyPatch) -> None:

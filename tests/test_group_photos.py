@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 
 import pytest
 from PIL import Image
 
-from faceapi import create_app
 from faceapi.config import Settings
 from faceapi.engine import FaceEngine
 from faceapi.imaging import decode_image
@@ -73,13 +71,12 @@ def test_asked_size_finds_the_small_faces(client: TestClient) -> None:
 
 
 @pytest.mark.store_independent
-def test_cap_clamps_a_huge_scan(settings: Settings, engine: FaceEngine) -> None:
+def test_cap_clamps_a_huge_scan(make_client) -> None:
     """A 48 MP upload asking for 20 px faces (1.2 G scanned pixels) is scanned at the 3 MP cap, and says so."""
     canvas = Image.open(io.BytesIO(class_photo(240))).resize((8000, 6000), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=60)
-    app = create_app(dataclasses.replace(settings, upload_limit_bytes=30 * 2**20), engine=engine)
-    response = TestClient(app.test_client()).post(
+    response = make_client(upload_limit_bytes=30 * 2**20).post(
         "/recognize", data={"image": upload(buffer.getvalue(), "huge.jpg"), "min_face_px": "20"})
     assert response.status_code == 200, response.json
     # sqrt(3 MP / 48 MP) = 0.25 scanned pixels per pixel: faces from 72 / 0.25 = 288 px (these are 480 px).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import json
 from urllib.parse import quote
@@ -13,8 +12,6 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from faceapi import create_app
-from tests.conftest import TestClient
 from tests.hostile import CORPUS
 from tests.hostile import OBAMA
 from tests.servers import upload
@@ -118,10 +115,9 @@ def test_request_id_and_log_line(client, caplog) -> None:
 
 
 @pytest.mark.store_independent
-def test_logs_hold_no_secrets_or_bytes(settings, engine, caplog) -> None:
+def test_logs_hold_no_secrets_or_bytes(make_client, caplog) -> None:
     caplog.set_level("DEBUG")
-    app = create_app(dataclasses.replace(settings, api_key_digests=("0" * 64,)), engine=engine)
-    client = TestClient(app.test_client())
+    client = make_client(api_key_digests=("0" * 64,))
     client.post("/recognize", data={"image": upload(OBAMA)}, headers={"X-API-Key": "topsecretkey"})
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "topsecretkey" not in text and "JFIF" not in text

@@ -118,16 +118,15 @@ def test_faces_of_other_models_count_nowhere(pg_url: str, engine) -> None:
     """A database shared with an older model's deploy: its faces are left out of every answer, and verify says so."""
     import numpy as np
 
-    from faceapi import create_app
     from faceapi.config import Settings
     from faceapi.store.postgres import PostgresStore
-    from tests.conftest import TestClient
+    from tests.conftest import client_of
 
     older = PostgresStore(pg_url, "an-older-model")
     older.add_faces("ada", np.full((2, 128), 0.05, dtype=np.float64))
     older.add_faces("obama", np.full((1, 128), 0.05, dtype=np.float64))
     older.close()
-    client = TestClient(create_app(Settings(database_url=pg_url, workers=1), engine=engine).test_client())
+    client = client_of(Settings(database_url=pg_url, workers=1), engine)
     assert enroll(client, "obama", "obama.jpg").status_code == 201
     people = client.get("/people").json["people"]
     assert people == [{"name": "ada", "face_count": 0}, {"name": "obama", "face_count": 1}]
