@@ -7,7 +7,6 @@ too, for ``tests.*`` (real servers, labelled photos) and ``faceapi``.
 
 from __future__ import annotations
 
-import io
 import pathlib
 import statistics
 import sys
@@ -15,13 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from PIL import Image
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 for _path in (str(ROOT / "backend"), str(ROOT)):
     if _path not in sys.path:
         sys.path.insert(1, _path)
 
+from tests.photos import phone_photo  # noqa: E402,F401 - the benchmarks' 12 MP photo
 from tests.servers import FACES  # noqa: E402
 from tests.servers import GunicornServer  # noqa: E402
 
@@ -37,17 +35,6 @@ def median_ms(call: Callable[[], Result], repeats: int) -> tuple[float, Result]:
         result = call()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000, result
-
-
-def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
-    """obama.jpg enlarged onto a canvas of a phone photo's size, as a JPEG."""
-    face = Image.open(FACES / "tests/test_images/obama.jpg").convert("RGB")
-    scale = height * 0.75 / face.height
-    canvas = Image.new("RGB", (width, height), (120, 120, 120))
-    canvas.paste(face.resize((int(face.width * scale), int(face.height * scale))), (width // 4, height // 8))
-    buffer = io.BytesIO()
-    canvas.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def photo_mix(group: str = "examples/knn_examples/test/obama_and_biden.jpg") -> dict[str, bytes]:

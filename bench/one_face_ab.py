@@ -20,7 +20,6 @@ from faceapi.engine import FaceEngine  # noqa: E402
 from faceapi.imaging import decode_image  # noqa: E402
 from faceapi.memory import tune_malloc  # noqa: E402
 from tests.servers import FACES  # noqa: E402
-from tests.test_gunicorn import _twelve_megapixel_jpeg  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +40,11 @@ def main() -> None:
             image = decode_image(data, max_side_px=settings.encode_side_px, max_pixels=10**9)
             return engine.find_faces(image.pixels, options.plan(image.width, image.height).scale * image.scale)
 
-    photos = {"12 MP": _twelve_megapixel_jpeg(), "1080p": (FACES / "examples/obama-1080p.jpg").read_bytes()}
+    try:  # issue 18 and later
+        from tests.photos import phone_photo
+    except ImportError:
+        from tests.test_gunicorn import _twelve_megapixel_jpeg as phone_photo
+    photos = {"12 MP": phone_photo(), "1080p": (FACES / "examples/obama-1080p.jpg").read_bytes()}
     for label, data in photos.items():
         times, faces = [], []
         for _ in range(7):

@@ -7,29 +7,15 @@ Works in a throwaway schema, dropped at the end. Synthetic encodings (random flo
 from __future__ import annotations
 
 import argparse
-import pathlib
-import statistics
-import sys
-import time
 import uuid
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "backend"))
-
-from faceapi.store import FaceRecord  # noqa: E402
-from faceapi.store.postgres import PostgresStore  # noqa: E402
-
-
-def median_ms(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+from common import median_ms
+from faceapi.store import FaceRecord
+from faceapi.store.postgres import PostgresStore
 
 
 def main() -> None:
@@ -55,8 +41,8 @@ def main() -> None:
             store._cache = None  # force the full reload a changed version causes
             store.gallery()
 
-        print(f"full gallery load ({args.faces} faces), median of 5: {median_ms(cold_load, 5):.0f} ms")
-        print(f"refresh check when unchanged (per request), median of 200: {median_ms(store.gallery, 200):.2f} ms")
+        print(f"full gallery load ({args.faces} faces), median of 5: {median_ms(cold_load, 5)[0]:.0f} ms")
+        print(f"refresh check when unchanged (per request), median of 200: {median_ms(store.gallery, 200)[0]:.2f} ms")
         store.close()
     finally:
         with psycopg.connect(args.url, autocommit=True) as conn:

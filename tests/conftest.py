@@ -11,6 +11,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
@@ -37,6 +38,15 @@ def test_images(name: str) -> pathlib.Path:
 
 
 test_images.__test__ = False  # a helper, not a test
+
+
+# A model id for store tests that make up their encodings.
+MODEL = "test-model"
+
+
+def random_encodings(count: int, seed: int) -> np.ndarray:
+    """``count`` made-up encodings, the same for the same ``seed``."""
+    return np.random.default_rng(seed).normal(size=(count, 128)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -81,3 +81,14 @@ def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes: 1 when they are the same, 0 when apart."""
     inter = Box(max(a.top, b.top), min(a.right, b.right), min(a.bottom, b.bottom), max(a.left, b.left)).area
     return inter / (a.area + b.area - inter)
+
+
+def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
+    """obama.jpg enlarged onto a canvas of a phone photo's size (12 MP by default), as a JPEG."""
+    face = Image.open(FACES / "tests/test_images/obama.jpg").convert("RGB")
+    scale = height * 0.75 / face.height
+    canvas = Image.new("RGB", (width, height), (120, 120, 120))
+    canvas.paste(face.resize((int(face.width * scale), int(face.height * scale))), (width // 4, height // 8))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import os
 import pathlib
 import subprocess
 import sys
 
-from PIL import Image
-
 from tests.conftest import face_photo
 from tests.conftest import test_images
+from tests.photos import phone_photo
 from tests.scenario import enroll
 from tests.scenario import names
 from tests.scenario import run_labelled_scenario
@@ -57,16 +55,6 @@ def test_labelled_scenario_and_cross_worker_visibility(gunicorn_factory) -> None
         assert [p["name"] for p in client.get("/people").json["people"]] == ["obama"]
 
 
-def _twelve_megapixel_jpeg() -> bytes:
-    """obama.jpg scaled up to 4000x3000, the size of a phone photo."""
-    original = Image.open(test_images("obama.jpg")).convert("RGB")
-    canvas = Image.new("RGB", (4000, 3000), "gray")
-    canvas.paste(original.resize((1820, 2274)), (1090, 360))
-    buffer = io.BytesIO()
-    canvas.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def test_concurrent_recognition_is_correct_and_no_worker_dies(gunicorn_factory) -> None:
     server = gunicorn_factory(WEB_CONCURRENCY="2", FACEAPI_THREADS="4")
     client = server.client()
@@ -79,7 +67,7 @@ def test_concurrent_recognition_is_correct_and_no_worker_dies(gunicorn_factory) 
         (face_photo("examples/two_people.jpg").read_bytes(), ["biden", "obama"]),
         (test_images("obama3.jpg").read_bytes(), ["obama"]),
         (test_images("biden.jpg").read_bytes(), ["biden"]),
-        (_twelve_megapixel_jpeg(), ["obama"]),
+        (phone_photo(), ["obama"]),
         (face_photo("examples/lin-manuel-miranda.png").read_bytes(), [None]),
     ]
 

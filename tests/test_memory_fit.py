@@ -8,14 +8,14 @@ import pathlib
 
 from tests.cgroup import memory_cgroup
 from tests.photos import class_photo
+from tests.photos import phone_photo
 from tests.scenario import enroll
 from tests.servers import GunicornServer
 from tests.servers import upload
-from tests.test_gunicorn import _twelve_megapixel_jpeg
 
 
 def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None:
-    photo = _twelve_megapixel_jpeg()
+    photo = phone_photo()
     group_photo = class_photo(80)
     env = {"WEB_CONCURRENCY": "2", "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl")}
     with memory_cgroup(256 * 2**20) as group:

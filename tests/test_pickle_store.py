@@ -15,31 +15,27 @@ import pytest
 from faceapi.store import StoreError
 from faceapi.store import UnknownPerson
 from faceapi.store.pickle_file import PickleStore
-
-MODEL = "test-model"
-
-
-def _encodings(count: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(count, 128)).astype(np.float32)
+from tests.conftest import MODEL
+from tests.conftest import random_encodings
 
 
 def _enroll_many(path: str, writer: int, count: int) -> None:
     store = PickleStore(path, MODEL)
     for index in range(count):
-        store.add_faces(f"writer{writer}", _encodings(1, writer * 1000 + index))
-        store.add_faces("shared", _encodings(1, writer * 1000 + index + 500))
+        store.add_faces(f"writer{writer}", random_encodings(1, writer * 1000 + index))
+        store.add_faces("shared", random_encodings(1, writer * 1000 + index + 500))
 
 
 def test_round_trip_and_contract(tmp_path: pathlib.Path) -> None:
     store = PickleStore(tmp_path / "faces.pkl", MODEL)
     assert store.people() == [] and len(store.gallery()) == 0
-    added = store.add_faces("ada", _encodings(2, 1))
+    added = store.add_faces("ada", random_encodings(2, 1))
     assert added.face_count == 2 and len(set(added.face_ids)) == 2
-    assert store.add_faces("ada", _encodings(1, 2)).face_count == 3
+    assert store.add_faces("ada", random_encodings(1, 2)).face_count == 3
     reopened = PickleStore(tmp_path / "faces.pkl", MODEL)
     gallery = reopened.gallery()
     assert gallery.names == ("ada",) * 3
-    np.testing.assert_array_equal(gallery.encodings, np.vstack([_encodings(2, 1), _encodings(1, 2)]))
+    np.testing.assert_array_equal(gallery.encodings, np.vstack([random_encodings(2, 1), random_encodings(1, 2)]))
     assert reopened.remove_person("ada") == 3
     with pytest.raises(UnknownPerson):
         reopened.remove_person("ada")
@@ -62,7 +58,7 @@ def test_concurrent_writers_lose_nothing(tmp_path: pathlib.Path) -> None:
 
 def _write_forever(path: str) -> None:
     store = PickleStore(path, MODEL)
-    batch = _encodings(500, 7)
+    batch = random_encodings(500, 7)
     while True:
         store.add_faces("bulk", batch)
 
@@ -83,7 +79,7 @@ def test_sigkill_during_writes_leaves_a_loadable_store(tmp_path: pathlib.Path) -
         assert count % 500 == 0 and count >= last_count
         last_count = count
     assert last_count > 0
-    PickleStore(path, MODEL).add_faces("after", _encodings(1, 9))  # a writer after the crash cleans up
+    PickleStore(path, MODEL).add_faces("after", random_encodings(1, 9))  # a writer after the crash cleans up
     assert not list(tmp_path.glob(".faces.pkl.*.tmp"))
 
 
@@ -103,7 +99,7 @@ def test_pickle_with_code_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest
 
 def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "faces.pkl"
-    PickleStore(path, "other-model").add_faces("ada", _encodings(1, 1))
+    PickleStore(path, "other-model").add_faces("ada", random_encodings(1, 1))
     with pytest.raises(StoreError, match="other-model"):
         PickleStore(path, MODEL)
     store = PickleStore(tmp_path / "good.pkl", MODEL)
@@ -111,14 +107,14 @@ def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
     with pytest.raises(StoreError, match="format"):
         store.gallery()
     with pytest.raises(StoreError):
-        store.add_faces("eve", _encodings(1, 1))  # never overwrites what it cannot read
+        store.add_faces("eve", random_encodings(1, 1))  # never overwrites what it cannot read
     assert pickle.loads((tmp_path / "good.pkl").read_bytes()) == ["not", "a", "store"]
 
 
 def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
     store = PickleStore(tmp_path / "faces.pkl", MODEL)
-    store.add_faces("ada", _encodings(1, 1))
-    store.add_faces("bob", _encodings(1, 2))
+    store.add_faces("ada", random_encodings(1, 1))
+    store.add_faces("bob", random_encodings(1, 2))
     backup = PickleStore(tmp_path / "faces.pkl.bak", MODEL)
     assert [person.name for person in backup.people()] == ["ada"]
 
