@@ -7,6 +7,7 @@ Works in a throwaway schema, dropped at the end. Synthetic encodings (random flo
 from __future__ import annotations
 
 import argparse
+import time
 import uuid
 
 import numpy as np
