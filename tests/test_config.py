@@ -72,11 +72,22 @@ def test_readme_documents_every_setting() -> None:
         assert f"| `{variable}` | `{default}` |" in readme, variable
 
 
-def test_core_modules_do_not_import_flask() -> None:
-    code = ("import sys; import faceapi, faceapi.config, faceapi.engine, faceapi.imaging, faceapi.matching, "
-            "faceapi.services, faceapi.store.pickle_file; print('flask' in sys.modules)")
+def _imports(modules: str, name: str) -> bool:
+    code = f"import sys; import {modules}; print({name!r} in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "backend", capture_output=True, text=True)
-    assert result.stdout.strip() == "False", result.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip() == "True"
+
+
+def test_core_modules_do_not_import_flask() -> None:
+    assert not _imports("faceapi, faceapi.config, faceapi.engine, faceapi.imaging, faceapi.matching, "
+                        "faceapi.pipeline, faceapi.services, faceapi.store.pickle_file", "flask")
+
+
+def test_moving_data_between_stores_loads_no_model() -> None:
+    """faceapi transfer names the models by their files' hashes; it needs neither dlib nor Flask."""
+    assert not _imports("faceapi.cli, faceapi.transfer", "dlib")
+    assert not _imports("faceapi.transfer", "flask")
 
 
 def test_a_shared_virtualenv_serves_the_checkout_it_is_started_from(tmp_path: pathlib.Path) -> None:
