@@ -12,14 +12,19 @@ import pathlib
 
 _PREDICTOR_FILE = "shape_predictor_5_face_landmarks.dat"
 _ENCODER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+_CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelPaths:
-    """Where the two model files are; `from_package` finds them in ``face_recognition_models``."""
+    """Where the model files are; `from_package` finds them in ``face_recognition_models``.
+
+    ``cnn_detector`` is dlib's MMOD face detector; it does not make encodings, so it is not part of `model_id`.
+    """
 
     shape_predictor: pathlib.Path
     encoder: pathlib.Path
+    cnn_detector: pathlib.Path | None = None
 
     @classmethod
     def from_package(cls) -> ModelPaths:
@@ -28,7 +33,8 @@ class ModelPaths:
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError("the face_recognition_models package is not installed")
         models = pathlib.Path(next(iter(spec.submodule_search_locations))) / "models"
-        return cls(shape_predictor=models / _PREDICTOR_FILE, encoder=models / _ENCODER_FILE)
+        return cls(shape_predictor=models / _PREDICTOR_FILE, encoder=models / _ENCODER_FILE,
+                   cnn_detector=models / _CNN_DETECTOR_FILE)
 
 
 def model_id(paths: ModelPaths) -> str:

@@ -1,0 +1,281 @@
+"""dlib's CNN face detector (MMOD), run on numpy: dlib's boxes and scores, on BLAS, off the GIL.
+
+dlib's prebuilt wheel runs this network without BLAS and with the GIL held: about 33 s for a
+1024 px group photo upsampled once, which no request can wait for. Here the network, read by
+`faceapi.mmod_model` from the file the ``face_recognition_models`` package ships, runs as
+matrix products (as `faceapi.encoder` runs the face network), and the rest follows dlib
+step by step (``input_rgb_image_pyramid``, ``loss_mmod_::to_label``):
+
+1. optional upsampling, ``pyramid_up``: to ``(2h+1) x (2w+2)``, with dlib's own bilinear resize;
+2. the input tensor: the image and its pyramid (each level 5/6 of the one before, resized from
+   the previous level's float pixels) tiled into one zero-filled image, in two columns;
+3. the network over that whole tensor: one score per 8x8 cell;
+4. every cell scoring above 0 is an 80x80 window on the pyramid level nearest its centre,
+   mapped back to the image, rounded half away from zero, and greedily suppressed against
+   stronger ones that overlap it (intersection over the two boxes' bounding box).
+
+tests/test_cnn.py checks the boxes and scores against ``dlib.cnn_face_detection_model_v1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import dlib
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from faceapi.dlib_model import Affine
+from faceapi.dlib_model import Conv
+from faceapi.mmod_model import MmodNetwork
+from faceapi.mmod_model import read_mmod_detector
+
+# dlib's input_rgb_image_pyramid defaults: padding between levels, and around the tiled image.
+_PADDING = 10
+_OUTER_PADDING = 11
+_MIN_LEVEL_ROWS = 5
+# An output cell (r, c) is centred on tensor point (8c + 14, 8r + 14).
+_STRIDE = 8
+_OFFSET = 14
+_U64 = 1 << 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Rect:
+    """dlib's inclusive integer rectangle."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def area(self) -> int:
+        return max(0, self.right - self.left + 1) * max(0, self.bottom - self.top + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """A face the CNN found: its rectangle in the image (inclusive, may reach past the border) and score."""
+
+    rect: Rect
+    confidence: float
+
+
+class CnnFaceDetector:
+    """dlib's MMOD face detector on numpy. Keeps no state between calls: safe to call from many threads."""
+
+    def __init__(self, network: MmodNetwork) -> None:
+        self._means = np.array(network.channel_means, dtype=np.float32)
+        self._body = [_ConvLayer(conv, affine) for conv, affine in network.layers[:-1] if affine is not None]
+        head, _ = network.layers[-1]
+        filters, channels, size, _ = head.weights.shape
+        # The 9x9 head as one product per pixel: (channels) -> (9*9) partial sums, added up shifted.
+        self._head = np.ascontiguousarray(head.weights[0].reshape(channels, size * size))
+        self._head_size = size
+        self._head_bias = np.float32(head.bias[0])
+        self._window = network.window
+        self._nms_iou = network.nms_iou
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CnnFaceDetector:
+        """The detector of dlib's model file at ``path``.
+
+        :raises faceapi.dlib_model.ModelFormatError: the file is not the network this reader knows.
+        """
+        return cls(read_mmod_detector(path))
+
+    def detect(self, image: np.ndarray, upsample: int = 0) -> list[Detection]:
+        """The faces of an ``(h, w, 3)`` uint8 RGB image, strongest first, as dlib's ``cnn_face_detection_model_v1``
+        gives them for ``upsample_num_times=upsample``."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"the image must be (h, w, 3) uint8, not {image.shape} {image.dtype}")
+        scanned = image
+        for _ in range(upsample):
+            rows, cols = scanned.shape[:2]
+            scanned = dlib.resize_image(np.ascontiguousarray(scanned), 2 * rows + 1, 2 * cols + 2)
+        if min(scanned.shape[:2]) < _PADDING:
+            return []  # dlib's tiling breaks down for images under 10 px
+        tensor, levels = self._input_tensor(scanned)
+        detections = self._detections(self._scores(tensor), levels)
+        for _ in range(upsample):
+            detections = [Detection(_rect_down(d.rect), d.confidence) for d in detections]
+        return detections
+
+    def _input_tensor(self, image: np.ndarray) -> tuple[np.ndarray, list[Rect]]:
+        """The tiled pyramid, ``(rows, cols, 3)`` float32, and where each level sits in it."""
+        levels, rows, cols = tiled_pyramid_layout(*image.shape[:2])
+        tensor = np.zeros((rows, cols, 3), dtype=np.float32)
+        first = levels[0]
+        tensor[first.top:first.bottom + 1, first.left:first.right + 1] = (image - self._means) / np.float32(256)
+        for source, target in zip(levels, levels[1:], strict=False):
+            for channel in range(3):
+                plane = np.ascontiguousarray(tensor[source.top:source.bottom + 1, source.left:source.right + 1,
+                                                    channel])
+                tensor[target.top:target.bottom + 1, target.left:target.right + 1, channel] = dlib.resize_image(
+                    plane, target.bottom - target.top + 1, target.right - target.left + 1)
+        return tensor, levels
+
+    def _scores(self, tensor: np.ndarray) -> np.ndarray:
+        """The network over the whole tensor: ``(rows, cols)`` scores, one per 8x8 cell."""
+        features = tensor
+        for layer in self._body:
+            features = layer(features)
+        size = self._head_size
+        pad = size // 2
+        rows, cols, channels = features.shape
+        padded = np.pad(features, ((pad, pad), (pad, pad), (0, 0)))
+        partial = (padded.reshape(-1, channels) @ self._head).reshape(rows + 2 * pad, cols + 2 * pad, size * size)
+        scores = np.full((rows, cols), self._head_bias, dtype=np.float32)
+        for i in range(size):
+            for j in range(size):
+                scores += partial[i:i + rows, j:j + cols, i * size + j]
+        return scores
+
+    def _detections(self, scores: np.ndarray, levels: list[Rect]) -> list[Detection]:
+        """Windows of cells scoring above 0, mapped to the image, strongest first, overlaps suppressed."""
+        half_rows, half_cols = (self._window[0] - 1) / 2, (self._window[1] - 1) / 2
+        candidates = []
+        for r, c in zip(*np.nonzero(scores > 0), strict=True):
+            x, y = _STRIDE * int(c) + _OFFSET, _STRIDE * int(r) + _OFFSET
+            index = _nearest_level(levels, x, y)
+            level = levels[index]
+            corners = [(x - half_cols - level.left, y - half_rows - level.top),
+                       (x + half_cols - level.left, y + half_rows - level.top)]
+            for _ in range(index):
+                corners = [(px * 1.2 + 0.3, py * 1.2 + 0.3) for px, py in corners]
+            (left, top), (right, bottom) = corners
+            rect = Rect(_lround(left), _lround(top), _lround(right), _lround(bottom))
+            candidates.append(Detection(rect, float(scores[r, c])))
+        candidates.sort(key=lambda detection: -detection.confidence)
+        kept: list[Detection] = []
+        for candidate in candidates:
+            if not any(self._overlaps(k.rect, candidate.rect) for k in kept):
+                kept.append(candidate)
+        return kept
+
+    def _overlaps(self, a: Rect, b: Rect) -> bool:
+        """dlib's ``test_box_overlap`` at the file's NMS threshold (percent covered 1.0 never fires)."""
+        inner = Rect(max(a.left, b.left), max(a.top, b.top), min(a.right, b.right), min(a.bottom, b.bottom))
+        if inner.right < inner.left or inner.bottom < inner.top:
+            return False
+        outer = Rect(min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom))
+        return inner.area / outer.area > self._nms_iou
+
+
+class _ConvLayer:
+    """A convolution, its folded batch norm and relu, over one ``(rows, cols, channels)`` float32 map.
+
+    The input is cut into column patches once (each row's ``kernel`` neighbouring pixels, at the
+    stride), and the output is the sum of one matrix product per kernel row, each over a
+    contiguous block of those patches: a fifth of im2col's copying at stride 1. With few input
+    channels (the first layer) the products would be too thin, so the rows are stacked into
+    full patches and multiplied once.
+    """
+
+    def __init__(self, conv: Conv, affine: Affine) -> None:
+        filters, channels, size, _ = conv.weights.shape
+        # [kernel row, kernel col * channels + channel, filter]: the patches' order.
+        self.rows = np.ascontiguousarray(conv.weights.transpose(2, 3, 1, 0).reshape(size, size * channels, filters))
+        self.bias = np.array(conv.bias, dtype=np.float32)
+        self.gamma = np.array(affine.gamma, dtype=np.float32)
+        self.beta = np.array(affine.beta, dtype=np.float32)
+        self.size, self.stride, self.padding = size, conv.stride, conv.padding
+        self.stacked = size * channels < 64
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        size, stride, pad = self.size, self.stride, self.padding
+        if pad:
+            x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+        rows, cols, channels = x.shape
+        out_rows, out_cols = (rows - size) // stride + 1, (cols - size) // stride + 1
+        patches = sliding_window_view(x, size, axis=1)[:, ::stride][:, :out_cols]  # (rows, out_cols, ch, size)
+        patches = np.ascontiguousarray(patches.transpose(0, 1, 3, 2)).reshape(rows, out_cols, size * channels)
+        span = stride * (out_rows - 1) + 1
+        if self.stacked:
+            full = np.empty((out_rows, out_cols, size, size * channels), dtype=np.float32)
+            for i in range(size):
+                full[:, :, i] = patches[i:i + span:stride]
+            out = full.reshape(out_rows * out_cols, -1) @ self.rows.reshape(-1, self.rows.shape[2])
+        else:
+            # Rows of one stride phase are contiguous: kernel row i reads phase i % stride from row i // stride.
+            phases = [np.ascontiguousarray(patches[p::stride]) for p in range(stride)] if stride > 1 else [patches]
+            out = None
+            for i in range(size):
+                block = phases[i % stride][i // stride:i // stride + out_rows].reshape(out_rows * out_cols, -1)
+                part = block @ self.rows[i]
+                out = part if out is None else np.add(out, part, out=out)
+        out += self.bias
+        out *= self.gamma
+        out += self.beta
+        np.maximum(out, 0, out=out)
+        return out.reshape(out_rows, out_cols, -1)
+
+
+def tiled_pyramid_layout(rows: int, cols: int) -> tuple[list[Rect], int, int]:
+    """Where each pyramid level of a ``rows x cols`` image sits in the tiled tensor, and the tensor's size.
+
+    dlib's ``compute_tiled_image_pyramid_details`` for ``pyramid_down<6>``, padding 10 and outer
+    padding 11, with its unsigned comparisons.
+    """
+    sizes = [(rows, cols)]
+    while True:
+        rows, cols = (5 * rows) // 6, (5 * cols) // 6
+        if rows * cols == 0 or rows < _MIN_LEVEL_ROWS:
+            break
+        sizes.append((rows, cols))
+    first_rows, first_cols = sizes[0]
+    total = sum(h + _PADDING for h, _ in sizes) - 2 * _PADDING
+    height, previous_cols = 0, 0
+    for h, w in sizes:
+        if w <= (first_cols - previous_cols - _PADDING) % _U64 and \
+                (2 * (height - first_rows)) % _U64 >= (total - first_rows) % _U64:
+            break
+        height += h + _PADDING
+        previous_cols = w
+    height -= _PADDING
+    levels: list[Rect] = []
+    y = _OUTER_PADDING
+    for h, w in sizes:
+        if y >= height + _OUTER_PADDING:
+            break
+        levels.append(Rect(_OUTER_PADDING, y, _OUTER_PADDING + w - 1, y + h - 1))
+        y += h + _PADDING
+    y -= _PADDING
+    first = levels[0]
+    for h, w in sizes[len(levels):]:
+        right, bottom = _OUTER_PADDING + first_cols - 1, y - 1
+        rect = Rect(right - (w - 1), bottom - (h - 1), right, bottom)
+        if rect.left <= first.right and first.left <= rect.right and rect.top <= first.bottom \
+                and first.top <= rect.bottom:
+            break
+        levels.append(rect)
+        y -= h + _PADDING
+    return levels, height + 2 * _OUTER_PADDING, first_cols + 2 * _OUTER_PADDING
+
+
+def _nearest_level(levels: list[Rect], x: int, y: int) -> int:
+    """dlib's ``nearest_rect``: the first level containing the point, else the nearest (first on ties)."""
+    best, best_distance = 0, math.inf
+    for index, level in enumerate(levels):
+        if level.left <= x <= level.right and level.top <= y <= level.bottom:
+            return index
+        dx = max(level.left - x, 0, x - level.right)
+        dy = max(level.top - y, 0, y - level.bottom)
+        distance = math.hypot(dx, dy)
+        if distance < best_distance:
+            best, best_distance = index, distance
+    return best
+
+
+def _rect_down(rect: Rect) -> Rect:
+    """``pyramid_down<2>::rect_down``: a rectangle of the upsampled image in the image it was made from."""
+    return Rect(_lround(rect.left / 2 - 1.25), _lround(rect.top / 2 - 0.75),
+                _lround(rect.right / 2 - 1.25), _lround(rect.bottom / 2 - 0.75))
+
+
+def _lround(value: float) -> int:
+    """C's ``lround``: to the nearest integer, halves away from zero."""
+    return int(math.floor(abs(value) + 0.5)) * (1 if value >= 0 else -1)
