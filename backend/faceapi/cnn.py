@@ -40,6 +40,8 @@ _MIN_LEVEL_ROWS = 5
 _STRIDE = 8
 _OFFSET = 14
 _U64 = 1 << 64
+# Output pixels of the first layer computed per matrix product: its patches (75 floats each) stay in cache.
+_CHUNK_PIXELS = 8192
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,12 +195,18 @@ class _ConvLayer:
         out_rows, out_cols = (rows - size) // stride + 1, (cols - size) // stride + 1
         patches = sliding_window_view(x, size, axis=1)[:, ::stride][:, :out_cols]  # (rows, out_cols, ch, size)
         patches = np.ascontiguousarray(patches.transpose(0, 1, 3, 2)).reshape(rows, out_cols, size * channels)
-        span = stride * (out_rows - 1) + 1
         if self.stacked:
-            full = np.empty((out_rows, out_cols, size, size * channels), dtype=np.float32)
-            for i in range(size):
-                full[:, :, i] = patches[i:i + span:stride]
-            out = full.reshape(out_rows * out_cols, -1) @ self.rows.reshape(-1, self.rows.shape[2])
+            weights = self.rows.reshape(-1, self.rows.shape[2])
+            out = np.empty((out_rows * out_cols, weights.shape[1]), dtype=np.float32)
+            chunk = max(1, _CHUNK_PIXELS // out_cols)  # output rows per product: the patches stay in cache
+            full = np.empty((chunk, out_cols, size, size * channels), dtype=np.float32)
+            for first in range(0, out_rows, chunk):
+                count = min(chunk, out_rows - first)
+                for i in range(size):
+                    start = stride * first + i
+                    full[:count, :, i] = patches[start:start + stride * (count - 1) + 1:stride]
+                np.matmul(full[:count].reshape(count * out_cols, -1), weights,
+                          out=out[first * out_cols:(first + count) * out_cols])
         else:
             # Rows of one stride phase are contiguous: kernel row i reads phase i % stride from row i // stride.
             phases = [np.ascontiguousarray(patches[p::stride]) for p in range(stride)] if stride > 1 else [patches]
