@@ -83,3 +83,17 @@ def test_reader_refuses_other_files(tmp_path) -> None:
     for path in (truncated, longer, ModelPaths.from_package().encoder):
         with pytest.raises(ModelFormatError):
             read_mmod_detector(path)
+
+
+@pytest.mark.parametrize("band_rows", [8, 13, 40])
+def test_bands_give_the_whole_pass(detectors, band_rows: int) -> None:
+    """The network in bands of any height (the halo carried, zero rows only at the tensor's top and bottom)
+    gives the scores of one whole pass, to float32 summation order, on one thread or two."""
+    ours, _ = detectors
+    image = np.ascontiguousarray(np.asarray(Image.open(face_photo("examples/two_people.jpg")).convert("RGB"))[::2, ::2])
+    tensor, _ = ours._input_tensor(image)
+    whole = ours._scores(tensor, band_rows=10**6)
+    for threads in (1, 2):
+        banded = ours._scores(tensor, band_rows=band_rows, threads=threads)
+        assert banded.shape == whole.shape
+        np.testing.assert_allclose(banded, whole, atol=1e-5)

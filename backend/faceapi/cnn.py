@@ -19,6 +19,7 @@ tests/test_cnn.py checks the boxes and scores against ``dlib.cnn_face_detection_
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import os
@@ -42,6 +43,13 @@ _OFFSET = 14
 _U64 = 1 << 64
 # Output pixels of the first layer computed per matrix product: its patches (75 floats each) stay in cache.
 _CHUNK_PIXELS = 8192
+# Bands: tensor pixels per band (about 12 MB of input, 30 MB at the widest layer), the score rows
+# each side of a band that the padded layers need (2 + 2 + 2 for the 5x5 ones, 4 for the head), and
+# the tensor rows past a band's last downsampled row that the three stride-2 layers read.
+_BAND_PIXELS = 1 << 20
+_HALO = 10
+_DOWNSAMPLED_EXTRA = 21
+_BAND_OVERLAP = _STRIDE * 2 * _HALO + _DOWNSAMPLED_EXTRA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +97,9 @@ class CnnFaceDetector:
         """
         return cls(read_mmod_detector(path))
 
-    def detect(self, image: np.ndarray, upsample: int = 0) -> list[Detection]:
+    def detect(self, image: np.ndarray, upsample: int = 0, threads: int = 1) -> list[Detection]:
         """The faces of an ``(h, w, 3)`` uint8 RGB image, strongest first, as dlib's ``cnn_face_detection_model_v1``
-        gives them for ``upsample_num_times=upsample``."""
+        gives them for ``upsample_num_times=upsample``; ``threads``: bands of the network run at once."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"the image must be (h, w, 3) uint8, not {image.shape} {image.dtype}")
         scanned = image
@@ -101,7 +109,7 @@ class CnnFaceDetector:
         if min(scanned.shape[:2]) < _PADDING:
             return []  # dlib's tiling breaks down for images under 10 px
         tensor, levels = self._input_tensor(scanned)
-        detections = self._detections(self._scores(tensor), levels)
+        detections = self._detections(self._scores(tensor, threads=threads), levels)
         for _ in range(upsample):
             detections = [Detection(_rect_down(d.rect), d.confidence) for d in detections]
         return detections
@@ -120,16 +128,52 @@ class CnnFaceDetector:
                     plane, target.bottom - target.top + 1, target.right - target.left + 1)
         return tensor, levels
 
-    def _scores(self, tensor: np.ndarray) -> np.ndarray:
-        """The network over the whole tensor: ``(rows, cols)`` scores, one per 8x8 cell."""
-        features = tensor
+    def _scores(self, tensor: np.ndarray, band_rows: int | None = None, threads: int = 1) -> np.ndarray:
+        """The network over the whole tensor: ``(rows, cols)`` scores, one per 8x8 cell.
+
+        It runs in horizontal bands of ``band_rows`` score rows (None: sized to `_BAND_PIXELS`), each
+        from the tensor rows its outputs see, so the transient memory is bounded whatever the image
+        size and the scores are those of one whole pass. ``threads`` bands run at once (the products
+        release the GIL).
+        """
+        total = _score_rows(tensor.shape[0])
+        if band_rows is None:
+            band_rows = max(8, (_BAND_PIXELS // tensor.shape[1] - _BAND_OVERLAP) // _STRIDE)
+        bands = [(first, min(total, first + band_rows)) for first in range(0, total, band_rows)]
+        if threads > 1 and len(bands) > 1:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+                parts = list(pool.map(lambda band: self._band_scores(tensor, *band, total), bands))
+        else:
+            parts = [self._band_scores(tensor, first, last, total) for first, last in bands]
+        return np.concatenate(parts)
+
+    def _band_scores(self, tensor: np.ndarray, first: int, last: int, total: int) -> np.ndarray:
+        """Score rows [first, last) of ``total``: the stride-2 layers on the tensor rows they see (always from a
+        multiple of 8, so their grids are the whole pass's), then the padded layers, which pad with zero rows
+        only at the tensor's own top and bottom and elsewhere use the rows the band carries."""
+        low, high = max(0, first - _HALO), min(total, last + _HALO)
+        x = tensor[_STRIDE * low:min(tensor.shape[0], _STRIDE * high + _DOWNSAMPLED_EXTRA)]
         for layer in self._body:
-            features = layer(features)
+            if layer.stride == 1:
+                top, bottom = (layer.padding if low == 0 else 0), (layer.padding if high == total else 0)
+                low, high = low + layer.padding - top, high - layer.padding + bottom
+                x = layer(x, (top, bottom))
+            else:
+                x = layer(x)
+        pad = self._head_size // 2
+        top, bottom = (pad if low == 0 else 0), (pad if high == total else 0)
+        scores = self._head_scores(x, top, bottom)
+        low = low + pad - top
+        # Near the top or bottom the padding keeps more rows than the band's own: keep its own.
+        return scores[first - low:last - low]
+
+    def _head_scores(self, features: np.ndarray, top: int, bottom: int) -> np.ndarray:
+        """The 9x9 head: one product from channels to the 81 taps, then the taps' planes added up shifted."""
         size = self._head_size
         pad = size // 2
-        rows, cols, channels = features.shape
-        padded = np.pad(features, ((pad, pad), (pad, pad), (0, 0)))
-        partial = (padded.reshape(-1, channels) @ self._head).reshape(rows + 2 * pad, cols + 2 * pad, size * size)
+        padded = np.pad(features, ((top, bottom), (pad, pad), (0, 0)))
+        rows, cols = padded.shape[0] - size + 1, padded.shape[1] - size + 1
+        partial = (padded.reshape(-1, padded.shape[2]) @ self._head).reshape(padded.shape[0], padded.shape[1], -1)
         scores = np.full((rows, cols), self._head_bias, dtype=np.float32)
         for i in range(size):
             for j in range(size):
@@ -187,10 +231,12 @@ class _ConvLayer:
         self.size, self.stride, self.padding = size, conv.stride, conv.padding
         self.stacked = size * channels < 64
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, row_padding: tuple[int, int] | None = None) -> np.ndarray:
+        """The layer over ``x``; ``row_padding`` (top, bottom) zero rows instead of the layer's own padding."""
         size, stride, pad = self.size, self.stride, self.padding
-        if pad:
-            x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+        top, bottom = (pad, pad) if row_padding is None else row_padding
+        if pad or top or bottom:
+            x = np.pad(x, ((top, bottom), (pad, pad), (0, 0)))
         rows, cols, channels = x.shape
         out_rows, out_cols = (rows - size) // stride + 1, (cols - size) // stride + 1
         patches = sliding_window_view(x, size, axis=1)[:, ::stride][:, :out_cols]  # (rows, out_cols, ch, size)
@@ -262,6 +308,14 @@ def tiled_pyramid_layout(rows: int, cols: int) -> tuple[list[Rect], int, int]:
         levels.append(rect)
         y -= h + _PADDING
     return levels, height + 2 * _OUTER_PADDING, first_cols + 2 * _OUTER_PADDING
+
+
+def _score_rows(tensor_rows: int) -> int:
+    """Rows of the score map of a tensor of ``tensor_rows``: three unpadded 5x5 convolutions at stride 2."""
+    rows = tensor_rows
+    for _ in range(3):
+        rows = (rows - 5) // 2 + 1
+    return rows
 
 
 def _nearest_level(levels: list[Rect], x: int, y: int) -> int:
