@@ -60,7 +60,7 @@ def test_empty_gallery_and_no_face(client) -> None:
     # A 320 px photo is searched for faces from 36 px (the default: 72 px boxes on a copy doubled once).
     assert response.status_code == 200
     assert response.json == {"image": {"width": 320, "height": 240}, "faces": [],
-                             "detection": {"min_face_px": 36, "limited": False}}
+                             "detection": {"min_face_px": 36, "limited": False, "detector": "hog"}}
 
 
 def test_enroll_is_all_or_nothing(client) -> None:

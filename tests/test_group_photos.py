@@ -51,7 +51,7 @@ def test_class_photo_recall_at_the_asked_size(engine: FaceEngine, face_px: int) 
 def test_default_finds_every_240_px_face(client: TestClient) -> None:
     response = client.post("/recognize", data={"image": upload(class_photo(240), "class.jpg")})
     assert response.status_code == 200
-    assert response.json["detection"] == {"min_face_px": 225, "limited": False}
+    assert response.json["detection"] == {"min_face_px": 225, "limited": False, "detector": "hog"}
     assert len(response.json["faces"]) == 40
 
 
@@ -60,11 +60,11 @@ def test_asked_size_finds_the_small_faces(client: TestClient) -> None:
     """160 px faces are lost by default (the answer says faces from 225 px were searched), found when asked."""
     photo = class_photo(160)
     default = client.post("/recognize", data={"image": upload(photo, "class.jpg")})
-    assert default.json["detection"] == {"min_face_px": 225, "limited": False}
+    assert default.json["detection"] == {"min_face_px": 225, "limited": False, "detector": "hog"}
     assert len(default.json["faces"]) < 40
     asked = client.post("/recognize", data={"image": upload(photo, "class.jpg"), "min_face_px": "160"})
     assert asked.status_code == 200
-    assert asked.json["detection"] == {"min_face_px": 160, "limited": False}
+    assert asked.json["detection"] == {"min_face_px": 160, "limited": False, "detector": "hog"}
     assert 40 <= len(asked.json["faces"]) <= 42
     # Boxes are in the upload's coordinates.
     assert all(face["box"]["bottom"] <= 3000 and face["box"]["right"] <= 4000 for face in asked.json["faces"])
@@ -80,7 +80,7 @@ def test_cap_clamps_a_huge_scan(make_client) -> None:
         "/recognize", data={"image": upload(buffer.getvalue(), "huge.jpg"), "min_face_px": "20"})
     assert response.status_code == 200, response.json
     # sqrt(3 MP / 48 MP) = 0.25 scanned pixels per pixel: faces from 72 / 0.25 = 288 px (these are 480 px).
-    assert response.json["detection"] == {"min_face_px": 288, "limited": True}
+    assert response.json["detection"] == {"min_face_px": 288, "limited": True, "detector": "hog"}
     assert len(response.json["faces"]) == 40
 
 
@@ -89,7 +89,7 @@ def test_enroll_says_how_it_searched(client: TestClient) -> None:
     response = enroll(client, "obama", "obama.jpg")
     assert response.status_code == 201
     # obama.jpg is 1137 px long: by default scanned at 1280 px, faces from 72 * 1137 / 1280 = 64 px.
-    assert response.json["faces"][0]["detection"] == {"min_face_px": 64, "limited": False}
+    assert response.json["faces"][0]["detection"] == {"min_face_px": 64, "limited": False, "detector": "hog"}
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "1.5", "abc", "100001"])

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
+from faceapi.scanning import DETECTORS
+
 
 class ConfigError(ValueError):
     """One or more environment variables are invalid; the message names each."""
@@ -168,6 +170,9 @@ class Settings:
     max_full_decode_pixels: int = _setting("FACEAPI_MAX_FULL_DECODE_PIXELS", 4_000_000, int, "int",
                                            "Largest PNG, WebP, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, about 4 bytes a pixel.",
                                            _positive)
+    detector: str = _setting("FACEAPI_DETECTOR", "hog", str.lower, "detector",
+                             "Face detector when a request gives no `detector`: `hog` (dlib's frontal HOG, fast) or `cnn` (dlib's CNN: also turned, tilted and partly hidden faces, at about 10 times the time).",
+                             lambda v: None if v in DETECTORS else f"must be one of {', '.join(DETECTORS)}")
     detect_side_px: int = _setting("FACEAPI_DETECT_SIDE_PX", 1280, int, "int",
                                    "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 225 px on a 4000x3000 photo). 0: no such bound.",
                                    _detect_side)
@@ -177,6 +182,9 @@ class Settings:
     max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 3_000_000, int, "int",
                                     "Most pixels one detection may scan; time and memory grow with it. A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
                                     _positive)
+    cnn_max_scan_pixels: int = _setting("FACEAPI_CNN_MAX_SCAN_PIXELS", 3_000_000, int, "int",
+                                        "`FACEAPI_MAX_SCAN_PIXELS` for the CNN detector, which costs about 0.35 s per million pixels scanned on two cores; its memory is bounded by scanning in bands.",
+                                        _positive)
     encode_side_px: int = _setting("FACEAPI_ENCODE_SIDE_PX", 1600, int, "int",
                                    "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is).",
                                    _min_side)

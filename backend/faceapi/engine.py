@@ -32,6 +32,7 @@ from collections.abc import Iterator
 import dlib
 import numpy as np
 
+from faceapi.cnn import CnnFaceDetector
 from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.matching import ENCODING_WIDTH
@@ -87,6 +88,7 @@ class FaceEngine:
         """
         self._predictor = dlib.shape_predictor(str(paths.shape_predictor))
         self._encoder = FaceEncoder.load(paths.encoder)
+        self._cnn = CnnFaceDetector.load(paths.cnn_detector or ModelPaths.from_package().cnn_detector)
         self._predictor_lock = threading.Lock()
         self._detectors: queue.SimpleQueue[dlib.fhog_object_detector] = queue.SimpleQueue()
         for _ in range(detectors):
@@ -98,13 +100,19 @@ class FaceEngine:
         """An engine on the models of the installed ``face_recognition_models`` package."""
         return cls(ModelPaths.from_package(), detectors)
 
-    def face_locations(self, image: np.ndarray, scale: float) -> list[Box]:
-        """Boxes of every face in ``image``, in its own coordinates, not trimmed to its bounds.
+    def face_locations(self, image: np.ndarray, scale: float, detector: str = "hog") -> list[Box]:
+        """Boxes of every face in ``image``, in its own coordinates, not trimmed (see `face_detections`)."""
+        return [box for box, _ in self.face_detections(image, scale, detector)]
+
+    def face_detections(self, image: np.ndarray, scale: float, detector: str = "hog") -> list[tuple[Box, float | None]]:
+        """Every face in ``image``: its box (in ``image``'s coordinates, not trimmed) and the detector's
+        confidence (the CNN's score; None for HOG).
 
         :param scale: scanned pixels per pixel of ``image`` (`faceapi.scanning.ScanPlan`); the
-            smallest face found is about ``72 / scale`` px. Above 1 the image is doubled by dlib
-            (``upsample``) as often as needed, after shrinking it to the rest: 2 is
-            face_recognition's own scan, boxes and all.
+            smallest face found is about ``SMALLEST_BOX_PX[detector] / scale`` px. Above 1 the image
+            is doubled by dlib (``upsample``) as often as needed, after shrinking it to the rest:
+            2 is face_recognition's own scan, boxes and all, for either detector.
+        :param detector: ``"hog"`` (dlib's frontal HOG detector) or ``"cnn"`` (dlib's MMOD CNN, on numpy).
         """
         height, width = image.shape[:2]
         upsample = max(0, math.ceil(math.log2(scale) - 1e-9))
@@ -114,10 +122,14 @@ class FaceEngine:
             # dlib's bilinear resize, the one its pyramid uses: 2-3x faster than Pillow's
             # antialiased one; the decoder's draft scale has already done any large reduction.
             scan = dlib.resize_image(image, max(1, round(height * shrink)), max(1, round(width * shrink)))
-        with self._borrowed_detector() as detector:
-            rects = detector(scan, upsample)
         factor = max(height, width) / max(scan.shape[:2])
-        return [Box(r.top(), r.right(), r.bottom(), r.left()).scaled(factor) for r in rects]
+        if detector == "cnn":
+            found = [((d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
+                     for d in self._cnn.detect(scan, upsample, threads=2)]
+        else:
+            with self._borrowed_detector() as hog:
+                found = [((r.top(), r.right(), r.bottom(), r.left()), None) for r in hog(scan, upsample)]
+        return [(Box(*sides).scaled(factor), confidence) for sides, confidence in found]
 
     def face_encodings(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""

@@ -55,6 +55,7 @@ class FoundFace:
     box: Box
     encoding: np.ndarray | None = None
     landmarks: list[tuple[float, float]] | None = None
+    confidence: float | None = None  # the CNN's score; HOG gives none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +77,8 @@ Chooser = Callable[[list[Box]], list[Box]]
 
 def detect_options(settings: Settings) -> DetectOptions:
     """How hard detection looks by default and at most, from the settings."""
-    return DetectOptions(settings.min_face_px, settings.detect_side_px or None, settings.max_scan_pixels)
+    return DetectOptions(settings.min_face_px, settings.detect_side_px or None, settings.max_scan_pixels,
+                         settings.cnn_max_scan_pixels)
 
 
 class Pipeline:
@@ -93,20 +95,21 @@ class Pipeline:
         self.detect = detect_options(settings)
         self.image_slots = image_slots or threading.BoundedSemaphore(settings.max_concurrent_images)
 
-    def find_faces(self, data: bytes, min_face_px: int | None = None, *, max_faces: int | None = None,
-                   encode: bool = True, landmarks: bool = False) -> Analysis:
+    def find_faces(self, data: bytes, min_face_px: int | None = None, *, detector: str | None = None,
+                   max_faces: int | None = None, encode: bool = True, landmarks: bool = False) -> Analysis:
         """Every face in the image (the ``max_faces`` largest, largest first, when given).
 
         :param min_face_px: the smallest face to search for, in uploaded pixels (None: the settings' default).
+        :param detector: ``"hog"`` or ``"cnn"`` (None: ``FACEAPI_DETECTOR``).
         :raises faceapi.imaging.UnreadableImage, faceapi.imaging.ImageTooLarge: the bytes are no image it takes.
         """
         def choose(boxes: list[Box]) -> list[Box]:
             return boxes if max_faces is None else largest_first(boxes, max_faces)
 
-        return self._analyse(data, min_face_px, choose, encode=encode, landmarks=landmarks)
+        return self._analyse(data, min_face_px, detector, choose, encode=encode, landmarks=landmarks)
 
-    def find_one_face(self, data: bytes, min_face_px: int | None = None, *, largest: bool = False,
-                      min_side_px: int | None = None) -> Analysis:
+    def find_one_face(self, data: bytes, min_face_px: int | None = None, *, detector: str | None = None,
+                      largest: bool = False, min_side_px: int | None = None) -> Analysis:
         """The one face of the image, encoded.
 
         :param largest: with several faces, take the largest instead of refusing.
@@ -124,29 +127,33 @@ class Pipeline:
                                    "to encode it reliably")
             return face
 
-        return self._analyse(data, min_face_px, choose, encode=True, landmarks=False)
+        return self._analyse(data, min_face_px, detector, choose, encode=True, landmarks=False)
 
-    def decode_side(self, width: int, height: int, min_face_px: int | None) -> int:
+    def decode_side(self, width: int, height: int, min_face_px: int | None, detector: str = "hog") -> int:
         """The longest side to decode an upload at: what its scan needs, and at least ``FACEAPI_ENCODE_SIDE_PX``."""
-        scale = self.detect.plan(width, height, min_face_px).scale
+        scale = self.detect.plan(width, height, min_face_px, detector).scale
         return max(self.settings.encode_side_px, math.ceil(min(1.0, scale) * max(width, height)))
 
-    def _analyse(self, data: bytes, min_face_px: int | None, choose: Chooser, *, encode: bool,
-                 landmarks: bool) -> Analysis:
+    def _analyse(self, data: bytes, min_face_px: int | None, detector: str | None, choose: Chooser, *,
+                 encode: bool, landmarks: bool) -> Analysis:
         """Decode the image large enough for its scan and analyse it, holding an image slot.
 
         The pixels are dropped before the slot is released.
         """
         settings, engine = self.settings, self.engine
+        detector = detector or settings.detector
         with self.image_slots:
-            image = decode_image(data, max_side_px=lambda w, h: self.decode_side(w, h, min_face_px),
+            image = decode_image(data, max_side_px=lambda w, h: self.decode_side(w, h, min_face_px, detector),
                                  max_pixels=settings.max_image_pixels,
                                  max_full_decode_pixels=settings.max_full_decode_pixels)
-            plan = self.detect.plan(image.width, image.height, min_face_px)
-            boxes = choose(engine.face_locations(image.pixels, plan.scale * image.scale))
+            plan = self.detect.plan(image.width, image.height, min_face_px, detector)
+            found = engine.face_detections(image.pixels, plan.scale * image.scale, detector)
+            confidence = {id(box): score for box, score in found}
+            boxes = choose([box for box, _ in found])
             encodings = engine.face_encodings(image.pixels, boxes) if encode else [None] * len(boxes)
             points = engine.landmarks(image.pixels, boxes) if landmarks else [None] * len(boxes)
-            faces = [FoundFace(_to_upload_frame(box, image), encoding, _points_in_upload_frame(face_points, image))
+            faces = [FoundFace(_to_upload_frame(box, image), encoding, _points_in_upload_frame(face_points, image),
+                               confidence[id(box)])
                      for box, encoding, face_points in zip(boxes, encodings, points, strict=True)]
             analysis = Analysis(image.width, image.height, plan, faces)
             del image

@@ -16,6 +16,8 @@ import math
 
 # The smallest face box dlib's frontal face detector reports, in scanned pixels.
 SMALLEST_BOX_PX = 72
+# The smallest box of each detector: HOG's, and the CNN's 80x80 window on its pyramid's first level.
+DETECTORS = {"hog": SMALLEST_BOX_PX, "cnn": 80}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,11 +27,13 @@ class ScanPlan:
     :param scale: scanned pixels per uploaded pixel, along each side (above 1: upsampled).
     :param min_face_px: the smallest face height searched, in uploaded pixels.
     :param limited: the pixel cap made the scan coarser than asked (``min_face_px`` is larger).
+    :param detector: which detector scans (`DETECTORS`).
     """
 
     scale: float
     min_face_px: int
     limited: bool
+    detector: str = "hog"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,24 +45,28 @@ class DetectOptions:
     :param scan_side_px: by default, scan at most this longest side: on larger photos the
         default smallest face grows with the photo (``72 * longest / scan_side_px``), so
         that the default cost stays that of a ``scan_side_px`` image. None: no such bound.
-    :param max_scan_pixels: the most pixels any scan may cover; a finer scan asked for is
+    :param max_scan_pixels: the most pixels any HOG scan may cover; a finer scan asked for is
         clamped to it and reported as limited.
+    :param cnn_max_scan_pixels: the same for the CNN, which costs far more per pixel.
     """
 
     min_face_px: int
     scan_side_px: int | None
     max_scan_pixels: int
+    cnn_max_scan_pixels: int
 
-    def plan(self, width: int, height: int, min_face_px: int | None = None) -> ScanPlan:
+    def plan(self, width: int, height: int, min_face_px: int | None = None, detector: str = "hog") -> ScanPlan:
         """The scan of a ``width`` x ``height`` upload for faces of ``min_face_px`` (None: the default)."""
+        smallest = DETECTORS[detector]
         if min_face_px is None:
-            scale = SMALLEST_BOX_PX / self.min_face_px
+            scale = smallest / self.min_face_px
             if self.scan_side_px:
                 scale = min(scale, self.scan_side_px / max(width, height))
         else:
-            scale = SMALLEST_BOX_PX / min_face_px
-        limited = scale * scale * width * height > self.max_scan_pixels
+            scale = smallest / min_face_px
+        cap = self.cnn_max_scan_pixels if detector == "cnn" else self.max_scan_pixels
+        limited = scale * scale * width * height > cap
         if limited:
-            scale = math.sqrt(self.max_scan_pixels / (width * height))
-        min_face_px = math.ceil(SMALLEST_BOX_PX / scale - 1e-6)
-        return ScanPlan(scale, min_face_px, limited)
+            scale = math.sqrt(cap / (width * height))
+        min_face_px = math.ceil(smallest / scale - 1e-6)
+        return ScanPlan(scale, min_face_px, limited, detector)

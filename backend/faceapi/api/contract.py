@@ -20,6 +20,7 @@ from faceapi.api.fields import Accepts
 from faceapi.api.fields import Field
 from faceapi.auth import OPEN_ENDPOINTS
 from faceapi.matching import ENCODING_WIDTH
+from faceapi.scanning import DETECTORS
 
 Schema = dict[str, Any]
 _VIEW_MODULES = {"faces": faces, "people": people, "data": data}
@@ -50,7 +51,8 @@ _SCHEMAS: dict[str, Schema] = {
         "field": _STRING, "index": _INT}, optional=("field", "index"))}),
     "Box": _object({side: _INT for side in ("top", "right", "bottom", "left")}),
     "ImageSize": _object({"width": _INT, "height": _INT}),
-    "Detection": _object({"min_face_px": _INT, "limited": _BOOL}),
+    "Detection": _object({"min_face_px": _INT, "limited": _BOOL,
+                          "detector": {"type": "string", "enum": list(DETECTORS)}}),
     "Encoding": {"type": "array", "items": _NUMBER, "minItems": ENCODING_WIDTH, "maxItems": ENCODING_WIDTH},
     "Point": {"type": "array", "items": _NUMBER, "minItems": 2, "maxItems": 2},
     "Landmarks": _object({
@@ -61,13 +63,15 @@ _SCHEMAS: dict[str, Schema] = {
     "Decision": _object({
         "name": _nullable(_STRING), "matched": _BOOL, "distance": _nullable(_NUMBER),
         "candidates": {"type": "array", "items": _ref("Candidate")}}, optional=("candidates",)),
-    "RecognizedFace": {"allOf": [_ref("Decision"), _object({"box": _ref("Box")}, optional=("box",))],
+    "RecognizedFace": {"allOf": [_ref("Decision"), _object({"box": _ref("Box"), "confidence": _NUMBER},
+                                                            optional=("box", "confidence"))],
                        "description": "a face's decision; with its box when it came from a photo"},
     "Status": _object({"status": _STRING}),
     "Person": _object({"name": _STRING, "face_count": _INT}),
     "FaceInfo": _object({"id": _STRING, "created_at": _nullable({"type": "string", "format": "date-time"}),
                          "external_id": _nullable(_STRING)}),
-    "VerifySide": _object({"box": _ref("Box"), "image": _ref("ImageSize")}),
+    "VerifySide": _object({"box": _ref("Box"), "confidence": _NUMBER, "image": _ref("ImageSize")},
+                          optional=("confidence",)),
     "Verdict": _object({
         "match": _BOOL, "distance": _NUMBER, "tolerance": _NUMBER, "name": _STRING,
         "image": _ref("VerifySide"), "image_a": _ref("VerifySide"), "image_b": _ref("VerifySide")},
@@ -155,12 +159,14 @@ def _paths() -> dict[str, Any]:
         "/detect": {"post": _operation(
             "faces.detect", "Find every face, without recognition",
             _responses(200, "the faces", _object({**_FACES_ANSWER, "faces": {"type": "array", "items": _object(
-                {"box": _ref("Box"), "landmarks": _ref("Landmarks")}, optional=("landmarks",))}}),
+                {"box": _ref("Box"), "confidence": _NUMBER, "landmarks": _ref("Landmarks")},
+                optional=("confidence", "landmarks"))}}),
                 400, 401, 413, 415), tag="faces")},
         "/encode": {"post": _operation(
             "faces.encode", "Every face with its 128-number encoding",
             _responses(200, "the faces", _object({**_FACES_ANSWER, "faces": {"type": "array", "items": _object(
-                {"box": _ref("Box"), "encoding": _ref("Encoding")})}}), 400, 401, 413, 415), tag="faces")},
+                {"box": _ref("Box"), "confidence": _NUMBER, "encoding": _ref("Encoding")}, optional=("confidence",))}}),
+                400, 401, 413, 415), tag="faces")},
         "/recognize": {"post": _operation(
             "faces.recognize", "Recognize every face of a photo, or posted encodings",
             _responses(200, "one decision per face (no box, image or detection for posted encodings)", _object(

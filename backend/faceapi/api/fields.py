@@ -24,6 +24,7 @@ from werkzeug.datastructures import FileStorage
 from faceapi.config import Settings
 from faceapi.errors import InvalidRequest
 from faceapi.matching import ENCODING_WIDTH
+from faceapi.scanning import DETECTORS
 
 MAX_NAME_LENGTH = 100
 # /people/<name>/faces/<id> addresses one face, so a name cannot hold this.
@@ -349,5 +350,17 @@ CURSOR = Field("cursor", {"type": "string"}, read_cursor, in_query=True)
 MODE = Field("mode", {"type": "string", "enum": ["merge", "replace"], "default": "merge"}, _mode)
 FILE = Field("file", _BINARY, _import_file, ("missing_file", "send one export as multipart field 'file'"))
 
-# The fields of every endpoint that detects faces in an uploaded image.
-DETECTION = (MIN_FACE_PX,)
+def _detector() -> str | None:
+    raw = raw_field("detector")
+    if raw is not None and raw not in DETECTORS:
+        raise InvalidRequest("invalid_detector", f"detector must be one of {', '.join(DETECTORS)}", field="detector")
+    return raw
+
+
+DETECTOR = Field("detector", {
+    "type": "string", "enum": list(DETECTORS),
+    "description": "hog (fast, frontal faces) or cnn (also turned, tilted and partly hidden faces; slower); "
+                   f"default FACEAPI_DETECTOR, {_default('detector')}"}, _detector)
+
+# The fields of every endpoint that detects faces in an uploaded image: the pipeline takes them as keywords.
+DETECTION = (MIN_FACE_PX, DETECTOR)

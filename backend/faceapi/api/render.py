@@ -22,13 +22,18 @@ def image_json(analysis: Analysis) -> dict[str, int]:
 
 
 def detection_json(analysis: Analysis) -> dict[str, Any]:
-    """What the scan searched: faces from ``min_face_px`` up; ``limited`` if the pixel cap made that coarser."""
-    return {"min_face_px": analysis.plan.min_face_px, "limited": analysis.plan.limited}
+    """What the scan searched: faces from ``min_face_px`` up, with which detector; ``limited`` if the pixel cap
+    made that coarser."""
+    plan = analysis.plan
+    return {"min_face_px": plan.min_face_px, "limited": plan.limited, "detector": plan.detector}
 
 
 def found_face_json(face: FoundFace) -> dict[str, Any]:
-    """A face found in an upload: its box, and its five points by name when they were computed."""
+    """A face found in an upload: its box, the detector's confidence when it gives one (the CNN), and its five
+    points by name when they were computed."""
     answer: dict[str, Any] = {"box": dataclasses.asdict(face.box)}
+    if face.confidence is not None:
+        answer["confidence"] = round(face.confidence, 6)
     if face.landmarks is not None:
         named: dict[str, list[list[float]]] = {}
         for name, (x, y) in zip(LANDMARK_NAMES, face.landmarks, strict=True):
