@@ -214,11 +214,12 @@ class CnnFaceDetector:
 class _ConvLayer:
     """A convolution, its folded batch norm and relu, over one ``(rows, cols, channels)`` float32 map.
 
-    The input is cut into column patches once (each row's ``kernel`` neighbouring pixels, at the
-    stride), and the output is the sum of one matrix product per kernel row, each over a
-    contiguous block of those patches: a fifth of im2col's copying at stride 1. With few input
-    channels (the first layer) the products would be too thin, so the rows are stacked into
-    full patches and multiplied once.
+    Output rows are computed a chunk at a time (about `_CHUNK_PIXELS` outputs), so the patches
+    stay small whatever the map's size. In a chunk, each input row is cut into column patches
+    once (its ``kernel`` neighbouring pixels at the stride, one array per stride phase of the
+    rows), and the output is the sum of one matrix product per kernel row over a contiguous block
+    of them: a fifth of im2col's copying at stride 1. With few input channels (the first layer)
+    those products would be too thin, so the kernel rows are stacked and multiplied once.
     """
 
     def __init__(self, conv: Conv, affine: Affine) -> None:
@@ -237,35 +238,41 @@ class _ConvLayer:
         top, bottom = (pad, pad) if row_padding is None else row_padding
         if pad or top or bottom:
             x = np.pad(x, ((top, bottom), (pad, pad), (0, 0)))
-        rows, cols, channels = x.shape
+        rows, cols, _ = x.shape
         out_rows, out_cols = (rows - size) // stride + 1, (cols - size) // stride + 1
-        patches = sliding_window_view(x, size, axis=1)[:, ::stride][:, :out_cols]  # (rows, out_cols, ch, size)
-        patches = np.ascontiguousarray(patches.transpose(0, 1, 3, 2)).reshape(rows, out_cols, size * channels)
-        if self.stacked:
-            weights = self.rows.reshape(-1, self.rows.shape[2])
-            out = np.empty((out_rows * out_cols, weights.shape[1]), dtype=np.float32)
-            chunk = max(1, _CHUNK_PIXELS // out_cols)  # output rows per product: the patches stay in cache
-            full = np.empty((chunk, out_cols, size, size * channels), dtype=np.float32)
-            for first in range(0, out_rows, chunk):
-                count = min(chunk, out_rows - first)
-                for i in range(size):
-                    start = stride * first + i
-                    full[:count, :, i] = patches[start:start + stride * (count - 1) + 1:stride]
-                np.matmul(full[:count].reshape(count * out_cols, -1), weights,
-                          out=out[first * out_cols:(first + count) * out_cols])
-        else:
-            # Rows of one stride phase are contiguous: kernel row i reads phase i % stride from row i // stride.
-            phases = [np.ascontiguousarray(patches[p::stride]) for p in range(stride)] if stride > 1 else [patches]
-            out = None
-            for i in range(size):
-                block = phases[i % stride][i // stride:i // stride + out_rows].reshape(out_rows * out_cols, -1)
-                part = block @ self.rows[i]
-                out = part if out is None else np.add(out, part, out=out)
+        out = np.empty((out_rows * out_cols, self.rows.shape[2]), dtype=np.float32)
+        chunk = max(1, _CHUNK_PIXELS // out_cols)
+        for first in range(0, out_rows, chunk):
+            count = min(chunk, out_rows - first)
+            start = stride * first
+            self._chunk(x[start:start + stride * (count - 1) + size], count, out_cols,
+                        out[first * out_cols:(first + count) * out_cols])
         out += self.bias
         out *= self.gamma
         out += self.beta
         np.maximum(out, 0, out=out)
         return out.reshape(out_rows, out_cols, -1)
+
+    def _chunk(self, x: np.ndarray, count: int, out_cols: int, out: np.ndarray) -> None:
+        """``count`` output rows from the input rows they read, into ``out`` ``(count * out_cols, filters)``."""
+        size, stride = self.size, self.stride
+        width = size * x.shape[2]
+        windows = sliding_window_view(x, size, axis=1)[:, ::stride][:, :out_cols]  # (rows, out_cols, ch, size)
+        # Column patches of each stride phase of the rows, contiguous: kernel row i reads phase i % stride
+        # from its row i // stride on.
+        phases = [np.ascontiguousarray(windows[p::stride].transpose(0, 1, 3, 2)).reshape(-1, out_cols, width)
+                  for p in range(stride)]
+        blocks = [phases[i % stride][i // stride:i // stride + count] for i in range(size)]
+        if self.stacked:
+            full = np.stack(blocks, axis=2).reshape(count * out_cols, size * width)
+            np.matmul(full, self.rows.reshape(size * width, -1), out=out)
+            return
+        for i, block in enumerate(blocks):
+            part = block.reshape(count * out_cols, width) @ self.rows[i]
+            if i == 0:
+                out[...] = part
+            else:
+                out += part
 
 
 def tiled_pyramid_layout(rows: int, cols: int) -> tuple[list[Rect], int, int]:
