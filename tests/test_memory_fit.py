@@ -1,5 +1,6 @@
 """Two workers fit a 256 MB instance: the real service in a 256 MB memory cgroup under 12 MP load,
-including class photos that ask for the finest scan (clamped to FACEAPI_MAX_SCAN_PIXELS)."""
+including class photos that ask for the finest scan (clamped to FACEAPI_MAX_SCAN_PIXELS), by either detector
+(the CNN's clamped to FACEAPI_CNN_MAX_SCAN_PIXELS)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None
                 assert response.status_code == 200, response.json
                 return [face["name"] for face in response.json["faces"]]
 
-            def ask_finest(_: int) -> dict[str, object]:
-                form = {"image": upload(group_photo, "class.jpg"), "min_face_px": "1"}
+            def ask_finest(index: int) -> dict[str, object]:
+                form = {"image": upload(group_photo, "class.jpg"), "min_face_px": "1",
+                        "detector": "cnn" if index % 2 else "hog"}
                 response = server.client().post("/recognize", data=form)
                 assert response.status_code == 200, response.json
                 return response.json["detection"]
@@ -39,6 +41,7 @@ def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None
                 answers = list(pool.map(ask, range(48)))
             assert answers == [["obama"]] * 48
             assert all(future.result()["limited"] for future in finest)
+            assert {future.result()["detector"] for future in finest} == {"hog", "cnn"}
             assert server.worker_pids() == workers  # none killed and replaced
             assert group.oom_kills() == 0
             print(f"peak memory of the cgroup: {group.peak_mb():.0f} MB")

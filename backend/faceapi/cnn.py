@@ -43,10 +43,10 @@ _OFFSET = 14
 _U64 = 1 << 64
 # Output pixels of the first layer computed per matrix product: its patches (75 floats each) stay in cache.
 _CHUNK_PIXELS = 8192
-# Bands: tensor pixels per band (about 12 MB of input, 30 MB at the widest layer), the score rows
+# Bands: tensor pixels per band (its widest layer then holds about 8 MB), the score rows
 # each side of a band that the padded layers need (2 + 2 + 2 for the 5x5 ones, 4 for the head), and
 # the tensor rows past a band's last downsampled row that the three stride-2 layers read.
-_BAND_PIXELS = 1 << 20
+_BAND_PIXELS = 1 << 19
 _HALO = 10
 _DOWNSAMPLED_EXTRA = 21
 _BAND_OVERLAP = _STRIDE * 2 * _HALO + _DOWNSAMPLED_EXTRA

@@ -24,8 +24,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import fcntl
 import math
+import os
 import queue
+import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -124,8 +127,9 @@ class FaceEngine:
             scan = dlib.resize_image(image, max(1, round(height * shrink)), max(1, round(width * shrink)))
         factor = max(height, width) / max(scan.shape[:2])
         if detector == "cnn":
-            found = [((d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
-                     for d in self._cnn.detect(scan, upsample, threads=2)]
+            with _host_wide_cnn_turn():
+                found = [((d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
+                         for d in self._cnn.detect(scan, upsample)]
         else:
             with self._borrowed_detector() as hog:
                 found = [((r.top(), r.right(), r.bottom(), r.left()), None) for r in hog(scan, upsample)]
@@ -171,3 +175,24 @@ class FaceEngine:
             yield detector
         finally:
             self._detectors.put(detector)
+
+
+@contextlib.contextmanager
+def _host_wide_cnn_turn() -> Iterator[None]:
+    """One CNN detection at a time on this host, across every process of the service.
+
+    A detection needs about 45 MB per million pixels scanned while it runs (FACEAPI_CNN_MAX_SCAN_PIXELS),
+    and two workers' at once would not fit a 256 MB instance beside the rest of the load
+    (tests/test_memory_fit.py). Each process opens the lock file itself, so that ``flock``
+    excludes between processes.
+    """
+    with open(_CNN_LOCK_PATH, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+_CNN_LOCK_PATH = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
+                              f"faceapi-cnn-{os.getuid()}.lock")
