@@ -71,3 +71,16 @@ def test_export_and_import(gunicorn_factory, tmp_path: pathlib.Path) -> None:
     assert target.client().get("/people").json == source.client().get("/people").json
     unreachable = _run("export", str(exported), "--url", "http://127.0.0.1:9")
     assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr
+
+
+def test_enroll_dir_can_choose_the_detector(gunicorn_factory, tmp_path: pathlib.Path) -> None:
+    server = gunicorn_factory()
+    url = f"http://127.0.0.1:{server.port}"
+    folder = tmp_path / "people"
+    (folder / "obama").mkdir(parents=True)
+    (folder / "obama" / "obama.jpg").symlink_to(FACES / "tests/test_images/obama.jpg")
+    bad = _run("enroll-dir", str(folder), "--url", url, "--detector", "mmod")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    done = _run("enroll-dir", str(folder), "--url", url, "--detector", "cnn")
+    assert done.returncode == 0 and "enrolled 1" in done.stdout, done.stdout + done.stderr
+    assert "POST /enroll 201" in server.log()

@@ -14,6 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import face_photo
@@ -78,6 +79,16 @@ def test_demo_page_end_to_end(gunicorn_factory, browser, tmp_path: pathlib.Path)
                for box in boxes}
     assert centres["obama"] < 0.5 < centres["biden"]
     assert all(box.rect["width"] > 20 for box in boxes)
+
+    assert "(hog)" in browser.find_element(By.ID, "recognize-result").text  # the service's default
+    # The CNN, chosen in the header: the same two people, and the answer says which detector ran.
+    Select(browser.find_element(By.ID, "detector")).select_by_value("cnn")
+    browser.find_element(By.ID, "recognize-image").send_keys(str(face_photo("examples/two_people.jpg")))
+    browser.find_element(By.CSS_SELECTOR, "#recognize-form button").click()
+    assert "(cnn)" in _wait_text(browser, "recognize-result", "(cnn)")
+    assert sorted(box.text.split(" ")[0] for box in browser.find_elements(By.CSS_SELECTOR, "#photo .face")) == [
+        "biden", "obama"]
+    Select(browser.find_element(By.ID, "detector")).select_by_value("")
 
     WebDriverWait(browser, 30).until(lambda d: "biden (1)" in d.find_element(By.ID, "people-list").text)
     assert "obama (1)" in browser.find_element(By.ID, "people-list").text

@@ -29,6 +29,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import encode_multipart
 
+from faceapi.scanning import DETECTORS
 from faceapi.store import StoreError
 from faceapi.transfer import transfer
 
@@ -63,10 +64,12 @@ class Service:
             raise
         return {face["external_id"] for face in person["faces"] if face["external_id"]}
 
-    def enroll(self, name: str, image: pathlib.Path, external_id: str) -> dict[str, Any]:
+    def enroll(self, name: str, image: pathlib.Path, external_id: str, detector: str | None = None) -> dict[str, Any]:
         with open(image, "rb") as data:
             fields = MultiDict([("name", name), ("external_id", external_id),
                                 ("image", FileStorage(data, filename=image.name))])
+            if detector is not None:
+                fields.add("detector", detector)
             boundary, body = encode_multipart(fields)
         return self._call("POST", "/enroll", body, f"multipart/form-data; boundary={boundary}")
 
@@ -102,8 +105,11 @@ class Service:
             raise ServiceError(f"cannot reach {self.url}: {getattr(error, 'reason', error)}") from None
 
 
-def enroll_dir(service: Service, folder: pathlib.Path, *, progress: bool = True) -> dict[str, Any]:
+def enroll_dir(service: Service, folder: pathlib.Path, *, progress: bool = True,
+               detector: str | None = None) -> dict[str, Any]:
     """Enroll every image of ``folder/<person>/``; return counts and the refused images with their reasons.
+
+    :param detector: ``hog`` or ``cnn``; None: the service's default.
 
     :raises ServiceError: the service is unreachable or refuses the key (nothing more can be done).
     """
@@ -120,7 +126,7 @@ def enroll_dir(service: Service, folder: pathlib.Path, *, progress: bool = True)
                 summary["skipped"] += 1
                 continue
             try:
-                service.enroll(name, image, external_id)
+                service.enroll(name, image, external_id, detector)
             except ServiceError as error:
                 if error.status is None or error.status == 401 or error.status >= 500:
                     raise  # the service, not the image: nothing more can be done
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     enroll = _with_service(commands.add_parser("enroll-dir", help="enroll a folder of one sub-folder per person"))
     enroll.add_argument("folder", type=pathlib.Path)
     enroll.add_argument("--quiet", action="store_true", help="no progress bar")
+    enroll.add_argument("--detector", choices=DETECTORS, help="hog or cnn (default: the service's FACEAPI_DETECTOR)")
     export = _with_service(commands.add_parser("export", help="save every enrollment to a file"))
     export.add_argument("file", type=pathlib.Path)
     load = _with_service(commands.add_parser("import", help="load an export file"))
@@ -183,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.folder.is_dir():
         raise ServiceError(f"no folder at {args.folder}")
-    summary = enroll_dir(service, args.folder, progress=not args.quiet)
+    summary = enroll_dir(service, args.folder, progress=not args.quiet, detector=args.detector)
     print(f"enrolled {summary['enrolled']}, already enrolled {summary['skipped']}, refused {len(summary['refused'])}")
     for refusal in summary["refused"]:
         print(f"  refused {refusal['image']}: {refusal['code']}: {refusal['message']}")

@@ -17,6 +17,13 @@ async function call(method, path, body) {
   return answer;
 }
 
+// The detector chosen in the header, for enroll and recognize (empty: the service's default).
+function addDetector(form) {
+  if ($("detector").value) {
+    form.append("detector", $("detector").value);
+  }
+}
+
 function show(element, text, isError) {
   element.textContent = text;
   element.classList.toggle("error", Boolean(isError));
@@ -29,6 +36,7 @@ $("enroll-form").addEventListener("submit", async (event) => {
   for (const file of $("enroll-image").files) {
     form.append("image", file);
   }
+  addDetector(form);
   try {
     const answer = await call("POST", "enroll", form);
     show($("enroll-result"), `Enrolled ${answer.faces.length} face(s) for ${answer.name} (${answer.face_count} in all).`);
@@ -44,11 +52,13 @@ $("recognize-form").addEventListener("submit", async (event) => {
   const file = $("recognize-image").files[0];
   const form = new FormData();
   form.append("image", file);
+  addDetector(form);
   try {
     const answer = await call("POST", "recognize", form);
     drawFaces(file, answer);
     const names = answer.faces.map((face) => face.name || "unknown");
-    show($("recognize-result"), answer.faces.length ? `Found: ${names.join(", ")}.` : "No face found.");
+    const by = `(${answer.detection.detector})`;
+    show($("recognize-result"), answer.faces.length ? `Found: ${names.join(", ")} ${by}.` : `No face found ${by}.`);
   } catch (error) {
     show($("recognize-result"), error.message, true);
   }
