@@ -24,9 +24,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from collections.abc import Iterator
+from typing import TypeVar
 
 import numpy as np
+
+Network = TypeVar("Network")
 
 
 class ModelFormatError(ValueError):
@@ -175,13 +179,18 @@ def read_face_network(path: str | os.PathLike[str]) -> FaceNetwork:
     :raises ModelFormatError: the file is not dlib's face-recognition ResNet v1, or is damaged.
     :raises OSError: the file cannot be read.
     """
+    return read_dlib_file(path, _read_network, "a dlib face-recognition ResNet v1 file")
+
+
+def read_dlib_file(path: str | os.PathLike[str], parse: Callable[[_Reader], Network], what: str) -> Network:
+    """``parse`` over the bytes of dlib's serialised network at ``path``; a refusal names the file and ``what``
+    it should have been."""
     with open(path, "rb") as model_file:
         reader = _Reader(model_file.read())
     try:
-        return _read_network(reader)
+        return parse(reader)
     except ModelFormatError as error:
-        raise ModelFormatError(f"{os.fspath(path)} is not a dlib face-recognition ResNet v1 file this service "
-                               f"understands: {error}") from None
+        raise ModelFormatError(f"{os.fspath(path)} is not {what} this service understands: {error}") from None
 
 
 def _read_network(reader: _Reader) -> FaceNetwork:

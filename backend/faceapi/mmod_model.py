@@ -25,6 +25,7 @@ from faceapi.dlib_model import ModelFormatError
 from faceapi.dlib_model import _read_conv
 from faceapi.dlib_model import _Reader
 from faceapi.dlib_model import _skip_training_state
+from faceapi.dlib_model import read_dlib_file
 
 # (filters, kernel, stride, padding) of each convolution, from the input; each but the last is
 # followed by batch norm and relu.
@@ -55,13 +56,7 @@ def read_mmod_detector(path: str | os.PathLike[str]) -> MmodNetwork:
     :raises ModelFormatError: the file is not dlib's MMOD face detector, or is damaged.
     :raises OSError: the file cannot be read.
     """
-    with open(path, "rb") as model_file:
-        reader = _Reader(model_file.read())
-    try:
-        return _read_network(reader)
-    except ModelFormatError as error:
-        raise ModelFormatError(f"{os.fspath(path)} is not a dlib MMOD face detector this service understands: "
-                               f"{error}") from None
+    return read_dlib_file(path, _read_network, "a dlib MMOD face detector")
 
 
 def _read_network(reader: _Reader) -> MmodNetwork:
