@@ -1,0 +1,105 @@
+"""dlib's CNN face detector's network on two runtimes: numpy (faceapi.cnn) and onnxruntime, on the same tensor.
+
+Usage: .venv/bin/pip install onnx onnxruntime   # measured candidates only, not dependencies
+       .venv/bin/python bench/cnn_runtimes.py [--repeats 5]
+
+Both read `mmod_human_face_detector.dat` through `faceapi.mmod_model`; onnxruntime gets an ONNX graph
+built here with the `onnx` package (convolutions, the folded batch norm as Mul and Add, Relu, the 9x9
+head). The input is the tiled pyramid tensor `faceapi.cnn` builds for each photo. Prints the median
+time of the network alone (no pyramid, no NMS) on 1 and 2 threads, numpy's with its bands, and the
+largest score difference between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from PIL import Image
+
+from common import FACES
+from common import median_ms
+from faceapi.cnn import CnnFaceDetector
+from faceapi.mmod_model import MmodNetwork
+from faceapi.mmod_model import read_mmod_detector
+from faceapi.models import ModelPaths
+
+PHOTOS = {"two_people.jpg / 2 (331x563)": ("examples/two_people.jpg", 2),
+          "two_people.jpg (661x1126)": ("examples/two_people.jpg", 1)}
+
+
+def onnx_model_bytes(network: MmodNetwork) -> bytes:
+    """The network as an ONNX graph: input (1, 3, rows, cols), the tensor; output (1, 1, rows/8, cols/8)."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper
+    from onnx import numpy_helper
+
+    nodes, weights = [], []
+    counter = iter(range(10_000))
+
+    def const(array: np.ndarray) -> str:
+        name = f"w{next(counter)}"
+        weights.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attrs) -> str:
+        out = f"t{next(counter)}"
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    x = "tensor"
+    for conv, affine in network.layers:
+        k = conv.weights.shape[2]
+        x = node("Conv", [x, const(conv.weights), const(conv.bias)], kernel_shape=[k, k], strides=[conv.stride] * 2,
+                 pads=[conv.padding] * 4)
+        if affine is not None:
+            channels = conv.weights.shape[0]
+            x = node("Mul", [x, const(affine.gamma.reshape(1, channels, 1, 1))])
+            x = node("Relu", [node("Add", [x, const(affine.beta.reshape(1, channels, 1, 1))])])
+    nodes[-1].output[0] = "scores"
+    graph = helper.make_graph(nodes, "dlib_mmod_face_detector",
+                              [helper.make_tensor_value_info("tensor", TensorProto.FLOAT, [1, 3, "rows", "cols"])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, "r", "c"])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def main() -> None:
+    import onnxruntime as ort
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    path = ModelPaths.from_package().cnn_detector
+    network = read_mmod_detector(path)
+    ours = CnnFaceDetector(network)
+    model = onnx_model_bytes(network)
+    sessions = {}
+    for threads in (1, 2):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        sessions[threads] = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    print("photo | tensor | numpy 1 thread ms | numpy 2 threads ms | onnxruntime 1 thread ms | "
+          "onnxruntime 2 threads ms | largest difference")
+    for label, (relative, step) in PHOTOS.items():
+        image = np.ascontiguousarray(np.asarray(Image.open(FACES / relative).convert("RGB"))[::step, ::step])
+        tensor, _ = ours._input_tensor(image)
+        planar = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None])
+        cells = []
+        for threads in (1, 2):
+            ms, scores = median_ms(lambda: ours._scores(tensor, threads=threads), args.repeats)  # noqa: B023
+            cells.append(f"{ms:.0f}")
+        for threads in (1, 2):
+            ms, (onnx_scores,) = median_ms(lambda: sessions[threads].run(None, {"tensor": planar}),  # noqa: B023
+                                           args.repeats)
+            cells.append(f"{ms:.0f}")
+        difference = float(np.abs(onnx_scores[0, 0] - scores).max())
+        print(f"{label} | {tensor.shape[0]}x{tensor.shape[1]} | " + " | ".join(cells) + f" | {difference:.1e}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
