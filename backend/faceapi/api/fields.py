@@ -225,14 +225,12 @@ class Field:
 
     :param read: the field's value from the current request, None when absent; 400 when invalid.
     :param missing: the error when an endpoint requires the field and it is absent: (code, message).
-    :param in_query: a query parameter (else a field of the multipart form or JSON body).
     """
 
     name: str
     schema: Schema
     read: Callable[[], Any]
     missing: tuple[str, str] | None = None
-    in_query: bool = False
 
     def required(self, value: Any) -> Any:
         """``value``, or the field's 400 when it is None."""
@@ -263,7 +261,7 @@ class Accepts:
 
 def accepts(*, form: tuple[Field, ...] = (), json: tuple[Field, ...] = (), query: tuple[Field, ...] = (),
             required: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare a view's fields: it is called with them read, as a dict ``fields`` (absent ones None)."""
+    """Declare a view's fields: it is called with them read, as a dict (absent ones None), then its path's values."""
     declared = Accepts(form, json, query, frozenset(required))
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -345,8 +343,8 @@ EXTERNAL_ID = Field("external_id", {"type": "array", "items": {"type": "string"}
 EXTERNAL_IDS = Field("external_ids", {"type": "array", "items": {"type": "string", "nullable": True}},
                      lambda: raw_field("external_ids"))
 LIMIT = Field("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
-              lambda: read_count("limit", MAX_PAGE_SIZE), in_query=True)
-CURSOR = Field("cursor", {"type": "string"}, read_cursor, in_query=True)
+              lambda: read_count("limit", MAX_PAGE_SIZE))
+CURSOR = Field("cursor", {"type": "string"}, read_cursor)
 MODE = Field("mode", {"type": "string", "enum": ["merge", "replace"], "default": "merge"}, _mode)
 FILE = Field("file", _BINARY, _import_file, ("missing_file", "send one export as multipart field 'file'"))
 
