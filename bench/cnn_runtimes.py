@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from common import FACES
+from common import OnnxGraph
 from common import median_ms
 from faceapi.cnn import CnnFaceDetector
 from faceapi.mmod_model import MmodNetwork
@@ -30,40 +31,18 @@ PHOTOS = {"two_people.jpg / 2 (331x563)": ("examples/two_people.jpg", 2),
 
 def onnx_model_bytes(network: MmodNetwork) -> bytes:
     """The network as an ONNX graph: input (1, 3, rows, cols), the tensor; output (1, 1, rows/8, cols/8)."""
-    import onnx
-    from onnx import TensorProto
-    from onnx import helper
-    from onnx import numpy_helper
-
-    nodes, weights = [], []
-    counter = iter(range(10_000))
-
-    def const(array: np.ndarray) -> str:
-        name = f"w{next(counter)}"
-        weights.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        return name
-
-    def node(op: str, inputs: list[str], **attrs) -> str:
-        out = f"t{next(counter)}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
-
+    graph = OnnxGraph()
     x = "tensor"
     for conv, affine in network.layers:
         k = conv.weights.shape[2]
-        x = node("Conv", [x, const(conv.weights), const(conv.bias)], kernel_shape=[k, k], strides=[conv.stride] * 2,
-                 pads=[conv.padding] * 4)
+        x = graph.node("Conv", [x, graph.const(conv.weights), graph.const(conv.bias)], kernel_shape=[k, k],
+                       strides=[conv.stride] * 2, pads=[conv.padding] * 4)
         if affine is not None:
             channels = conv.weights.shape[0]
-            x = node("Mul", [x, const(affine.gamma.reshape(1, channels, 1, 1))])
-            x = node("Relu", [node("Add", [x, const(affine.beta.reshape(1, channels, 1, 1))])])
-    nodes[-1].output[0] = "scores"
-    graph = helper.make_graph(nodes, "dlib_mmod_face_detector",
-                              [helper.make_tensor_value_info("tensor", TensorProto.FLOAT, [1, 3, "rows", "cols"])],
-                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, "r", "c"])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+            x = graph.node("Mul", [x, graph.const(affine.gamma.reshape(1, channels, 1, 1))])
+            x = graph.node("Relu", [graph.node("Add", [x, graph.const(affine.beta.reshape(1, channels, 1, 1))])])
+    return graph.model_bytes("dlib_mmod_face_detector", ("tensor", [1, 3, "rows", "cols"]),
+                             ("scores", [1, 1, "r", "c"]))
 
 
 def main() -> None:

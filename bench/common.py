@@ -7,12 +7,15 @@ too, for ``tests.*`` (real servers, labelled photos) and ``faceapi``.
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 for _path in (str(ROOT / "backend"), str(ROOT)):
@@ -45,6 +48,46 @@ def photo_mix(group: str = "examples/knn_examples/test/obama_and_biden.jpg") -> 
         "12 MP": phone_photo(),
         f"group ({pathlib.Path(group).name})": (FACES / group).read_bytes(),
     }
+
+
+class OnnxGraph:
+    """An ONNX graph built node by node, for the runtime benchmarks (``pip install onnx`` first)."""
+
+    def __init__(self) -> None:
+        from onnx import helper
+        from onnx import numpy_helper
+
+        self._helper, self._numpy_helper = helper, numpy_helper
+        self.nodes: list = []
+        self.weights: list = []
+        self._counter = itertools.count()
+
+    def const(self, array: np.ndarray, dtype: type = np.float32) -> str:
+        """A weight of the graph; its name."""
+        name = f"w{next(self._counter)}"
+        self.weights.append(self._numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+        """An operator over ``inputs``; the name of its output."""
+        out = f"t{next(self._counter)}"
+        self.nodes.append(self._helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    def model_bytes(self, name: str, source: tuple[str, list], result: tuple[str, list]) -> bytes:
+        """The checked, serialised model: input ``source`` (name, shape), the last node's output named as ``result``."""
+        import onnx
+        from onnx import TensorProto
+
+        helper = self._helper
+        self.nodes[-1].output[0] = result[0]
+        graph = helper.make_graph(self.nodes, name,
+                                  [helper.make_tensor_value_info(source[0], TensorProto.FLOAT, source[1])],
+                                  [helper.make_tensor_value_info(result[0], TensorProto.FLOAT, result[1])],
+                                  self.weights)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        onnx.checker.check_model(model)
+        return model.SerializeToString()
 
 
 def pss_mb(pids: list[int]) -> float:

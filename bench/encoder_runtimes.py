@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from common import FACES
+from common import OnnxGraph
 from faceapi.dlib_model import FaceNetwork
 from faceapi.dlib_model import read_face_network
 from faceapi.encoder import FaceEncoder
@@ -38,23 +39,8 @@ from faceapi.models import ModelPaths
 
 def onnx_model_bytes(network: FaceNetwork) -> bytes:
     """The network as an ONNX graph: input (n, 3, 150, 150) already normalised, output (n, 128)."""
-    import onnx
-    from onnx import TensorProto
-    from onnx import helper
-    from onnx import numpy_helper
-
-    nodes, weights = [], []
-    counter = iter(range(10_000))
-
-    def const(array: np.ndarray) -> str:
-        name = f"w{next(counter)}"
-        weights.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        return name
-
-    def node(op: str, inputs: list[str], **attrs) -> str:
-        out = f"t{next(counter)}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
+    graph = OnnxGraph()
+    const, node = graph.const, graph.node
 
     def conv_affine(x: str, conv, affine) -> str:
         k = conv.weights.shape[2]
@@ -67,9 +53,7 @@ def onnx_model_bytes(network: FaceNetwork) -> bytes:
     def pad_end(x: str, extra: tuple[int, int, int]) -> str:
         if not any(extra):
             return x
-        pads = np.array([0, 0, 0, 0, 0, *extra], dtype=np.int64)
-        weights.append(numpy_helper.from_array(pads, name := f"p{next(counter)}"))
-        return node("Pad", [x, name], mode="constant")
+        return node("Pad", [x, const(np.array([0, 0, 0, 0, 0, *extra]), dtype=np.int64)], mode="constant")
 
     x = conv_affine("chips", network.stem_conv, network.stem_affine)
     x = node("Relu", [x])
@@ -91,13 +75,7 @@ def onnx_model_bytes(network: FaceNetwork) -> bytes:
         x = node("Relu", [node("Add", [branch, shortcut])])
     x = node("Flatten", [node("GlobalAveragePool", [x])])
     x = node("MatMul", [x, const(network.projection)])
-    nodes[-1].output[0] = "encodings"
-    graph = helper.make_graph(nodes, "dlib_face_resnet_v1",
-                              [helper.make_tensor_value_info("chips", TensorProto.FLOAT, ["n", 3, 150, 150])],
-                              [helper.make_tensor_value_info("encodings", TensorProto.FLOAT, ["n", 128])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return graph.model_bytes("dlib_face_resnet_v1", ("chips", ["n", 3, 150, 150]), ("encodings", ["n", 128]))
 
 
 class OnnxEncoder:

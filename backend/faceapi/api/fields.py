@@ -284,6 +284,10 @@ def _upload(field: str, largest: int = 1) -> Callable[[], Any]:
     return read
 
 
+def _optional(raw: Any, read: Callable[[Any], Any]) -> Any:
+    return None if raw is None else read(raw)
+
+
 def _optional_name() -> str | None:
     return None if raw_field("name") is None else read_name()
 
@@ -336,7 +340,7 @@ LARGEST = Field("largest", {"type": "boolean", "default": False}, lambda: read_f
 MERGE = Field("merge", {"type": "boolean", "default": False}, lambda: read_flag("merge"))
 ENCODINGS = Field("encodings", {"type": "array", "minItems": 1, "maxItems": MAX_ENCODINGS,
                                 "items": {"$ref": "#/components/schemas/Encoding"}},
-                  lambda: None if raw_field("encodings") is None else read_encodings(raw_field("encodings")),
+                  lambda: _optional(raw_field("encodings"), read_encodings),
                   ("invalid_encoding", f"encodings must be a list of 1 to {MAX_ENCODINGS} encodings"))
 EXTERNAL_ID = Field("external_id", {"type": "array", "items": {"type": "string"}},
                     lambda: request.form.getlist("external_id") or None)
