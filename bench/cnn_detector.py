@@ -2,10 +2,10 @@
 
 Usage: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/cnn_detector.py [--repeats 5]
 
-For each photo and upsample count, prints the median time of one detection by each, their
-ratio, and whether the two agree (same boxes, scores within 1e-3). Run it once with
-OPENBLAS_NUM_THREADS=1 (one request on one core, as a gunicorn worker thread runs it) and once
-without (numpy's BLAS on every core; dlib's wheel uses one either way).
+For each photo and upsample count, prints the median time of one detection by each (faceapi on
+one thread, and on two threads scanning bands at once as the service does), the ratios, and
+whether the two agree (same boxes, scores within 1e-3). Run it with OPENBLAS_NUM_THREADS=1, as
+the service runs: each thread's products on one core. dlib's wheel uses one core.
 """
 
 from __future__ import annotations
@@ -35,17 +35,18 @@ def main() -> None:
     args = parser.parse_args()
     path = ModelPaths.from_package().cnn_detector
     ours, theirs = CnnFaceDetector.load(path), dlib.cnn_face_detection_model_v1(str(path))
-    print("photo | upsample | faceapi ms | dlib ms | dlib / faceapi | agree")
+    print("photo | upsample | faceapi ms, 1 thread | faceapi ms, 2 threads | dlib ms | dlib / faceapi (1, 2) | agree")
     for label, (relative, step, upsample) in PHOTOS.items():
         image = np.ascontiguousarray(np.asarray(Image.open(FACES / relative).convert("RGB"))[::step, ::step])
         ours_ms, found = median_ms(lambda: ours.detect(image, upsample), args.repeats)  # noqa: B023
+        two_ms, _ = median_ms(lambda: ours.detect(image, upsample, threads=2), args.repeats)  # noqa: B023
         dlib_ms, expected = median_ms(lambda: theirs(image, upsample), max(1, args.repeats // 2))  # noqa: B023
         agree = len(found) == len(expected) and all(
             (d.rect.left, d.rect.top, d.rect.right, d.rect.bottom) == (e.rect.left(), e.rect.top(), e.rect.right(),
                                                                        e.rect.bottom())
             and abs(d.confidence - e.confidence) < 1e-3 for d, e in zip(found, expected, strict=False))
-        print(f"{label} | {upsample} | {ours_ms:.0f} | {dlib_ms:.0f} | {dlib_ms / ours_ms:.1f}x | {agree}",
-              flush=True)
+        print(f"{label} | {upsample} | {ours_ms:.0f} | {two_ms:.0f} | {dlib_ms:.0f} | "
+              f"{dlib_ms / ours_ms:.1f}x, {dlib_ms / two_ms:.1f}x | {agree}", flush=True)
 
 
 if __name__ == "__main__":

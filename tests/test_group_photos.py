@@ -21,27 +21,39 @@ from tests.servers import upload
 FULL_SCAN = 12_000_000  # a 4000x3000 photo scanned at full size
 
 
-def test_default_plan_keeps_the_scan_side() -> None:
+def test_default_plan_searches_small_photos_as_face_recognition_does() -> None:
     options = detect_options(Settings(workers=1))
-    # A small photo is doubled once: faces from 36 px, face_recognition's own scan.
+    # Up to 2 MP a photo is doubled once: faces from 36 px, face_recognition's own scan.
     assert options.plan(640, 480) == ScanPlan(scale=2.0, min_face_px=36, limited=False)
-    # A 12 MP photo is scanned at 1280 px: faces from 72 * 4000 / 1280 = 225 px.
+    assert options.plan(1024, 683) == ScanPlan(scale=2.0, min_face_px=36, limited=False)
+    assert options.plan(1600, 1200) == ScanPlan(scale=2.0, min_face_px=36, limited=False)
+    # Larger photos keep their cost: scanned at 1280 px, faces from 72 * 1920 / 1280 = 108 px on 1080p,
+    # and from 72 * 4000 / 1280 = 225 px on a 12 MP photo.
+    assert options.plan(1920, 1080) == ScanPlan(scale=2 / 3, min_face_px=108, limited=False)
     assert options.plan(4000, 3000) == ScanPlan(scale=0.32, min_face_px=225, limited=False)
+    assert detect_options(Settings(workers=1, full_search_pixels=0)).plan(1024, 683).min_face_px == 58
 
 
 def test_asked_plan_and_the_cap() -> None:
+    # The default cap lets a 12 MP photo be searched from 80 px; the CNN's, a 1024x683 photo from 40 px.
+    options = detect_options(Settings(workers=1))
+    assert options.plan(4000, 3000, 80) == ScanPlan(scale=0.9, min_face_px=80, limited=False)
+    assert options.plan(1024, 683, 40, "cnn") == ScanPlan(scale=2.0, min_face_px=40, limited=False, detector="cnn")
+    assert options.plan(4000, 3000, 40).limited and options.plan(1024, 683, 30, "cnn").limited
     options = detect_options(Settings(workers=1, max_scan_pixels=3_000_000))
     assert options.plan(4000, 3000, 160) == ScanPlan(scale=0.45, min_face_px=160, limited=False)
-    # 80 px faces need 9.7 MP scanned; the cap allows 3 MP, so faces from 144 px are searched.
+    # 80 px faces need 9.7 MP scanned; this cap allows 3 MP, so faces from 144 px are searched.
     assert options.plan(4000, 3000, 80) == ScanPlan(scale=0.5, min_face_px=144, limited=True)
-    assert detect_options(Settings(workers=1, max_scan_pixels=FULL_SCAN)).plan(4000, 3000, 80).limited is False
 
 
 @pytest.mark.parametrize("face_px", [80, 120, 160, 240])
 def test_class_photo_recall_at_the_asked_size(engine: FaceEngine, face_px: int) -> None:
-    """40 faces of ``face_px`` on a 4000x3000 photo: all found when asked for, at most 2 extra boxes."""
-    pipeline = Pipeline(engine, Settings(workers=1, max_scan_pixels=FULL_SCAN))
-    faces = pipeline.find_faces(class_photo(face_px), face_px, encode=False).faces
+    """40 faces of ``face_px`` on a 4000x3000 photo: all found when asked for, with the default settings
+    (at 80 px a 9.7 MP scan, in bands), at most 2 extra boxes."""
+    pipeline = Pipeline(engine, Settings(workers=1))
+    analysis = pipeline.find_faces(class_photo(face_px), face_px, encode=False)
+    assert not analysis.plan.limited
+    faces = analysis.faces
     assert 40 <= len(faces) <= 42
     heights = sorted(face.box.bottom - face.box.top for face in faces)
     assert 0.75 * face_px <= heights[0] and heights[-1] <= 1.5 * face_px, heights
@@ -72,15 +84,15 @@ def test_asked_size_finds_the_small_faces(client: TestClient) -> None:
 
 @pytest.mark.store_independent
 def test_cap_clamps_a_huge_scan(make_client) -> None:
-    """A 48 MP upload asking for 20 px faces (1.2 G scanned pixels) is scanned at the 3 MP cap, and says so."""
+    """A 48 MP upload asking for 20 px faces (1.2 G scanned pixels) is scanned at the 12 MP cap, and says so."""
     canvas = Image.open(io.BytesIO(class_photo(240))).resize((8000, 6000), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=60)
     response = make_client(upload_limit_bytes=30 * 2**20).post(
         "/recognize", data={"image": upload(buffer.getvalue(), "huge.jpg"), "min_face_px": "20"})
     assert response.status_code == 200, response.json
-    # sqrt(3 MP / 48 MP) = 0.25 scanned pixels per pixel: faces from 72 / 0.25 = 288 px (these are 480 px).
-    assert response.json["detection"] == {"min_face_px": 288, "limited": True, "detector": "hog"}
+    # sqrt(12 MP / 48 MP) = 0.5 scanned pixels per pixel: faces from 72 / 0.5 = 144 px (these are 480 px).
+    assert response.json["detection"] == {"min_face_px": 144, "limited": True, "detector": "hog"}
     assert len(response.json["faces"]) == 40
 
 
@@ -88,8 +100,8 @@ def test_cap_clamps_a_huge_scan(make_client) -> None:
 def test_enroll_says_how_it_searched(client: TestClient) -> None:
     response = enroll(client, "obama", "obama.jpg")
     assert response.status_code == 201
-    # obama.jpg is 1137 px long: by default scanned at 1280 px, faces from 72 * 1137 / 1280 = 64 px.
-    assert response.json["faces"][0]["detection"] == {"min_face_px": 64, "limited": False, "detector": "hog"}
+    # obama.jpg is 910x1137, about 1 MP: by default searched from 36 px, as face_recognition searches it.
+    assert response.json["faces"][0]["detection"] == {"min_face_px": 36, "limited": False, "detector": "hog"}
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "1.5", "abc", "100001"])

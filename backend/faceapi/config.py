@@ -54,6 +54,10 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
 def _seconds(value: float) -> str | None:
     return None if math.isfinite(value) and value > 0 else "must be a number of seconds greater than 0"
 
@@ -174,16 +178,19 @@ class Settings:
                              "Face detector when a request gives no `detector`: `hog` (dlib's frontal HOG, fast) or `cnn` (dlib's CNN: also turned, tilted and partly hidden faces, at about 10 times the time).",
                              lambda v: None if v in DETECTORS else f"must be one of {', '.join(DETECTORS)}")
     detect_side_px: int = _setting("FACEAPI_DETECT_SIDE_PX", 1280, int, "int",
-                                   "When a request gives no `min_face_px`, the detector scans at most this longest side: on larger photos the smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 225 px on a 4000x3000 photo). 0: no such bound.",
+                                   "When a request gives no `min_face_px`, photos larger than `FACEAPI_FULL_SEARCH_PIXELS` are scanned at most at this longest side: their smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 108 px on a 1920x1080 photo, 225 px on 4000x3000). 0: no such bound.",
                                    _detect_side)
+    full_search_pixels: int = _setting("FACEAPI_FULL_SEARCH_PIXELS", 2_000_000, int, "int",
+                                       "When a request gives no `min_face_px`, photos of at most this many pixels are searched from `FACEAPI_MIN_FACE_PX`, as face_recognition searches them (an 800x600 photo from 36 px); larger ones as `FACEAPI_DETECT_SIDE_PX` says.",
+                                       _non_negative)
     min_face_px: int = _setting("FACEAPI_MIN_FACE_PX", 36, int, "int",
-                                "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (bounded by `FACEAPI_DETECT_SIDE_PX`).",
+                                "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (on photos up to `FACEAPI_FULL_SEARCH_PIXELS`; larger ones as `FACEAPI_DETECT_SIDE_PX` says).",
                                 _positive)
-    max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 3_000_000, int, "int",
-                                    "Most pixels one detection may scan; time and memory grow with it. A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
+    max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 12_000_000, int, "int",
+                                    "Most pixels one HOG detection may scan: it bounds the CPU a request can take (about 1.5 s on one core at the default; memory stays that of a 4-million-pixel band). A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
                                     _positive)
-    cnn_max_scan_pixels: int = _setting("FACEAPI_CNN_MAX_SCAN_PIXELS", 750_000, int, "int",
-                                        "`FACEAPI_MAX_SCAN_PIXELS` for the CNN detector, which runs one detection at a time per host: about 0.6 s and 45 MB of transient memory per million pixels scanned. The default fits two workers in 256 MB; 3000000 lets a 1024x683 photo be searched from 40 px.",
+    cnn_max_scan_pixels: int = _setting("FACEAPI_CNN_MAX_SCAN_PIXELS", 3_000_000, int, "int",
+                                        "`FACEAPI_MAX_SCAN_PIXELS` for the CNN detector, which costs about 8 times as much per pixel and runs one detection at a time per host, on two threads: at the default about 1.5 s, enough to search a 1024x683 photo from 40 px; memory stays that of a 1-million-pixel band.",
                                         _positive)
     encode_side_px: int = _setting("FACEAPI_ENCODE_SIDE_PX", 1600, int, "int",
                                    "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is).",

@@ -36,11 +36,15 @@ import dlib
 import numpy as np
 
 from faceapi.cnn import CnnFaceDetector
+from faceapi.cnn import Rect
+from faceapi.cnn import pyramid_up
+from faceapi.cnn import rect_down
 from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.models import ModelPaths
 from faceapi.models import model_id
+from faceapi.scanning import DETECTORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +68,41 @@ class Box:
     def area(self) -> int:
         return max(0, self.right - self.left) * max(0, self.bottom - self.top)
 
+    def iou(self, other: Box) -> float:
+        """Intersection over union of the two boxes' areas."""
+        inner = Box(max(self.top, other.top), min(self.right, other.right), min(self.bottom, other.bottom),
+                    max(self.left, other.left))
+        union = self.area + other.area - inner.area
+        return inner.area / union if union else 0.0
+
     @property
     def side(self) -> int:
         """The shorter side: how many pixels of face there are to encode."""
         return max(0, min(self.right - self.left, self.bottom - self.top))
+
+
+@dataclasses.dataclass(frozen=True)
+class Banding:
+    """When and how a scan runs in bands (`FaceEngine.face_detections`).
+
+    :param band_pixels: the most scanned pixels one scan or band covers: its memory (HOG about
+        7.5 MB per million, the CNN about 45 MB, measured in docs/BENCHMARKS.md).
+    :param overlap_px: scanned rows neighbouring bands share; faces up to 3/4 of it are found in
+        the bands, larger ones by one coarser scan of the whole image.
+    """
+
+    band_pixels: int
+    overlap_px: int
+
+
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": Banding(1_000_000, 288)}
+WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
+# Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
+# so a face found there gets the whole scan's box. Its other levels are resized from the level
+# before to sizes that depend on the band's height: there a box can move by a cell (docs/BENCHMARKS.md).
+_BAND_GRID = 8
+# A coarse scan's face and a band's are the same face above this overlap.
+_SAME_FACE_IOU = 0.4
 
 
 def largest_first(boxes: list[Box], count: int | None = None) -> list[Box]:
@@ -107,33 +142,85 @@ class FaceEngine:
         """Boxes of every face in ``image``, in its own coordinates, not trimmed (see `face_detections`)."""
         return [box for box, _ in self.face_detections(image, scale, detector)]
 
-    def face_detections(self, image: np.ndarray, scale: float, detector: str = "hog") -> list[tuple[Box, float | None]]:
+    def face_detections(self, image: np.ndarray, scale: float, detector: str = "hog",
+                        banding: Banding | None = None) -> list[tuple[Box, float | None]]:
         """Every face in ``image``: its box (in ``image``'s coordinates, not trimmed) and the detector's
         confidence (the CNN's score; None for HOG).
 
         :param scale: scanned pixels per pixel of ``image`` (`faceapi.scanning.ScanPlan`); the
-            smallest face found is about ``SMALLEST_BOX_PX[detector] / scale`` px. Above 1 the image
+            smallest face found is about ``DETECTORS[detector] / scale`` px. Above 1 the image
             is doubled by dlib (``upsample``) as often as needed, after shrinking it to the rest:
             2 is face_recognition's own scan, boxes and all, for either detector.
         :param detector: ``"hog"`` (dlib's frontal HOG detector) or ``"cnn"`` (dlib's MMOD CNN, on numpy).
+
+        A scan of more pixels than ``banding`` allows (None: the detector's `BANDING`) runs in
+        overlapping bands, so its memory stays that of one band whatever the photo and the scale.
         """
-        height, width = image.shape[:2]
-        upsample = max(0, math.ceil(math.log2(scale) - 1e-9))
-        shrink = scale / 2**upsample
-        scan = image
-        if shrink < 1 - 1e-6:
-            # dlib's bilinear resize, the one its pyramid uses: 2-3x faster than Pillow's
-            # antialiased one; the decoder's draft scale has already done any large reduction.
-            scan = dlib.resize_image(image, max(1, round(height * shrink)), max(1, round(width * shrink)))
-        factor = max(height, width) / max(scan.shape[:2])
+        banding = banding or BANDING[detector]
+        if scale * scale * image.shape[0] * image.shape[1] <= banding.band_pixels:
+            return self._whole_detections(image, scale, detector)
+        return self._banded_detections(image, scale, detector, banding)
+
+    def _whole_detections(self, image: np.ndarray, scale: float, detector: str) -> list[tuple[Box, float | None]]:
+        """`face_detections` in one scan of the whole image."""
+        scan, upsample, factor = _scanned(image, scale)
+        return [(box.scaled(factor), confidence) for box, confidence in self._scan(scan, upsample, detector)]
+
+    def _scan(self, scan: np.ndarray, upsample: int, detector: str) -> list[tuple[Box, float | None]]:
+        """The faces one detector finds in ``scan``, doubled ``upsample`` times, in ``scan``'s pixels."""
         if detector == "cnn":
             with _host_wide_cnn_turn():
-                found = [((d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
-                         for d in self._cnn.detect(scan, upsample)]
-        else:
-            with self._borrowed_detector() as hog:
-                found = [((r.top(), r.right(), r.bottom(), r.left()), None) for r in hog(scan, upsample)]
-        return [(Box(*sides).scaled(factor), confidence) for sides, confidence in found]
+                return [(Box(d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
+                        for d in self._cnn.detect(scan, upsample, threads=_CNN_THREADS)]
+        with self._borrowed_detector() as hog:
+            return [(Box(r.top(), r.right(), r.bottom(), r.left()), None)
+                    for r in hog(np.ascontiguousarray(scan), upsample)]
+
+    def _banded_detections(self, image: np.ndarray, scale: float, detector: str,
+                           banding: Banding) -> list[tuple[Box, float | None]]:
+        """`face_detections` in horizontal bands of the scanned image, and one coarser scan.
+
+        The image is shrunk and doubled once, as a whole scan would shrink and double it, and cut
+        into bands whose tops sit on the detector's pyramid grid (`_BAND_GRID`), so a small face
+        is seen in its band as in the whole image. Neighbouring bands share ``banding.overlap_px`` scanned rows, and
+        each band keeps only the faces whose centre lies in its own share of the rows and whose
+        box lies inside it: a face up to 3/4 of the overlap lies whole in the band that owns its
+        centre, so it is found once. Larger faces come from one scan of the whole image at a scale
+        that finds faces of that size (itself banded if still too large), kept where no band's
+        face overlaps them.
+        """
+        scan, upsample, factor = _scanned(image, scale)
+        for _ in range(upsample):  # as the detector would double it, once for all bands
+            scan = pyramid_up(scan)
+        height, width = scan.shape[:2]
+        overlap = _BAND_GRID * math.ceil(banding.overlap_px / _BAND_GRID)
+        band_rows = max(3 * overlap, banding.band_pixels // width)
+        step = _BAND_GRID * max(1, (band_rows - overlap) // _BAND_GRID)
+        if step + overlap >= height:  # a very wide photo: no band would be smaller than the photo
+            return self._whole_detections(image, scale, detector)
+        bands = [(top, min(height, top + step + overlap)) for top in range(0, height - overlap, step)]
+
+        def faces_owned(top: int, bottom: int) -> list[tuple[Box, float | None]]:
+            own_top = top + overlap / 2 if top > 0 else -math.inf
+            own_bottom = bottom - overlap / 2 if bottom < height else math.inf
+            kept = []
+            for box, confidence in self._scan(scan[top:bottom], 0, detector):
+                box = Box(box.top + top, box.right, box.bottom + top, box.left)
+                inside = (top == 0 or box.top >= top) and (bottom == height or box.bottom <= bottom)
+                if inside and own_top <= (box.top + box.bottom) / 2 < own_bottom:
+                    for _ in range(upsample):
+                        box = _box_down(box)
+                    kept.append((box.scaled(factor), confidence))
+            return kept
+
+        # One band after another: two at once would hold twice the memory that banding bounds.
+        found = [face for top, bottom in bands for face in faces_owned(top, bottom)]
+        coarse_scale = min(scale, 1.3 * DETECTORS[detector] / (0.75 * overlap / 2**upsample * factor))
+        if coarse_scale < scale:
+            found += [(box, confidence)
+                      for box, confidence in self.face_detections(image, coarse_scale, detector, banding)
+                      if not any(box.iou(kept) > _SAME_FACE_IOU for kept, _ in found)]
+        return found
 
     def face_encodings(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""
@@ -177,6 +264,27 @@ class FaceEngine:
             self._detectors.put(detector)
 
 
+def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
+    """What a detector scans for ``scale``: the image shrunk to ``scale / 2**upsample``, how often the
+    detector doubles it (``upsample``), and the image's pixels per pixel of the shrunk copy."""
+    height, width = image.shape[:2]
+    upsample = max(0, math.ceil(math.log2(scale) - 1e-9))
+    shrink = scale / 2**upsample
+    scan = image
+    if shrink < 1 - 1e-6:
+        # dlib's bilinear resize, the one its pyramid uses: 2-3x faster than Pillow's
+        # antialiased one; the decoder's draft scale has already done any large reduction.
+        scan = dlib.resize_image(np.ascontiguousarray(image), max(1, round(height * shrink)),
+                                 max(1, round(width * shrink)))
+    return scan, upsample, max(height, width) / max(scan.shape[:2])
+
+
+def _box_down(box: Box) -> Box:
+    """A box of a `pyramid_up` copy in the image it was made from, as dlib's detectors map it."""
+    rect = rect_down(Rect(box.left, box.top, box.right, box.bottom))
+    return Box(rect.top, rect.right, rect.bottom, rect.left)
+
+
 @contextlib.contextmanager
 def _host_wide_cnn_turn() -> Iterator[None]:
     """One CNN detection at a time on this host, across every process of the service.
@@ -194,5 +302,7 @@ def _host_wide_cnn_turn() -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+# The one CNN detection of the host at a time scans two bands at once: about 1.7 times as fast on two cores.
+_CNN_THREADS = min(2, os.cpu_count() or 1)
 _CNN_LOCK_PATH = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
                               f"faceapi-cnn-{os.getuid()}.lock")

@@ -42,9 +42,12 @@ class DetectOptions:
     (the defaults are settings: `faceapi.pipeline.detect_options`).
 
     :param min_face_px: the smallest face searched by default, in uploaded pixels.
-    :param scan_side_px: by default, scan at most this longest side: on larger photos the
-        default smallest face grows with the photo (``72 * longest / scan_side_px``), so
-        that the default cost stays that of a ``scan_side_px`` image. None: no such bound.
+    :param scan_side_px: by default, photos of more than ``full_search_pixels`` are scanned at
+        most at this longest side: their default smallest face grows with the photo
+        (``72 * longest / scan_side_px``), so that their default cost stays that of a
+        ``scan_side_px`` image. None: no such bound.
+    :param full_search_pixels: photos of at most this many pixels are searched from
+        ``min_face_px`` by default, as face_recognition searches them (its HOG upsamples once).
     :param max_scan_pixels: the most pixels any HOG scan may cover; a finer scan asked for is
         clamped to it and reported as limited.
     :param cnn_max_scan_pixels: the same for the CNN, which costs far more per pixel.
@@ -54,13 +57,14 @@ class DetectOptions:
     scan_side_px: int | None
     max_scan_pixels: int
     cnn_max_scan_pixels: int
+    full_search_pixels: int = 0
 
     def plan(self, width: int, height: int, min_face_px: int | None = None, detector: str = "hog") -> ScanPlan:
         """The scan of a ``width`` x ``height`` upload for faces of ``min_face_px`` (None: the default)."""
         smallest = DETECTORS[detector]
         if min_face_px is None:
             scale = smallest / self.min_face_px
-            if self.scan_side_px:
+            if self.scan_side_px and width * height > self.full_search_pixels:
                 scale = min(scale, self.scan_side_px / max(width, height))
         else:
             scale = smallest / min_face_px
