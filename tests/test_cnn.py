@@ -91,9 +91,16 @@ def test_bands_give_the_whole_pass(detectors, band_rows: int) -> None:
     gives the scores of one whole pass, to float32 summation order, on one thread or two."""
     ours, _ = detectors
     image = np.ascontiguousarray(np.asarray(Image.open(face_photo("examples/two_people.jpg")).convert("RGB"))[::2, ::2])
-    tensor, _ = ours._input_tensor(image)
-    whole = ours._scores(tensor, band_rows=10**6)
+    pyramid = ours.pyramid(image)
+    tensor = pyramid.band(0, pyramid.rows)
+    whole = ours._scores(pyramid, band_rows=10**6)
     for threads in (1, 2):
-        banded = ours._scores(tensor, band_rows=band_rows, threads=threads)
+        # The pyramid made band by band (levels dropped behind the bands) is the whole tensor, row for row.
+        made, parts = ours.pyramid(image), []
+        for first in range(0, made.rows, band_rows * 8):
+            parts.append(made.band(first, first + band_rows * 8))
+            made.release_above(first + band_rows * 8)
+        np.testing.assert_array_equal(np.concatenate(parts), tensor)
+        banded = ours._scores(ours.pyramid(image), band_rows=band_rows, threads=threads)
         assert banded.shape == whole.shape
         np.testing.assert_allclose(banded, whole, atol=1e-5)

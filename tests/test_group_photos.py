@@ -35,11 +35,14 @@ def test_default_plan_searches_small_photos_as_face_recognition_does() -> None:
 
 
 def test_asked_plan_and_the_cap() -> None:
-    # The default cap lets a 12 MP photo be searched from 80 px; the CNN's, a 1024x683 photo from 40 px.
+    # The default cap lets a 12 MP photo be searched from 80 px; the CNN's, a 1024x683 photo from 48 px
+    # (from 40 px at 3 MP).
     options = detect_options(Settings(workers=1))
     assert options.plan(4000, 3000, 80) == ScanPlan(scale=0.9, min_face_px=80, limited=False)
-    assert options.plan(1024, 683, 40, "cnn") == ScanPlan(scale=2.0, min_face_px=40, limited=False, detector="cnn")
-    assert options.plan(4000, 3000, 40).limited and options.plan(1024, 683, 30, "cnn").limited
+    assert options.plan(4000, 3000, 40).limited
+    assert options.plan(1024, 683, 40, "cnn").min_face_px == 48 and options.plan(1024, 683, 40, "cnn").limited
+    wider = detect_options(Settings(workers=1, cnn_max_scan_pixels=3_000_000))
+    assert wider.plan(1024, 683, 40, "cnn") == ScanPlan(scale=2.0, min_face_px=40, limited=False, detector="cnn")
     options = detect_options(Settings(workers=1, max_scan_pixels=3_000_000))
     assert options.plan(4000, 3000, 160) == ScanPlan(scale=0.45, min_face_px=160, limited=False)
     # 80 px faces need 9.7 MP scanned; this cap allows 3 MP, so faces from 144 px are searched.

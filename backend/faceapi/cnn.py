@@ -47,10 +47,12 @@ _CHUNK_PIXELS = 8192
 # Bands: tensor pixels per band (its widest layer then holds about 8 MB), the cell rows
 # each side of a band that the padded layers need (2 + 2 + 2 for the 5x5 ones, 4 for the head),
 # the tensor rows past a band's last cell row that the stride-2 layers read, and how many those are.
-_BAND_PIXELS = 1 << 19
+_BAND_PIXELS = 1 << 18
 _HALO = 10
 _DOWNSAMPLED_EXTRA = 21
 _DOWNSAMPLING_LAYERS = 3
+# Cells per band of the padded layers: each of their maps then holds about 6 MB.
+_CELL_BAND_PIXELS = 1 << 15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,58 +116,63 @@ class CnnFaceDetector:
             scanned = pyramid_up(scanned)
         if min(scanned.shape[:2]) < _PADDING:
             return []  # dlib's tiling breaks down for images under 10 px
-        tensor, levels = self._input_tensor(scanned)
-        detections = self._detections(self._scores(tensor, threads=threads), levels)
+        pyramid = self.pyramid(scanned)
+        detections = self._detections(self._scores(pyramid, threads=threads), pyramid.levels)
         for _ in range(upsample):
             detections = [Detection(rect_down(d.rect), d.confidence) for d in detections]
         return detections
 
-    def _input_tensor(self, image: np.ndarray) -> tuple[np.ndarray, list[Rect]]:
-        """The tiled pyramid, ``(rows, cols, 3)`` float32, and where each level sits in it."""
-        levels, rows, cols = tiled_pyramid_layout(*image.shape[:2])
-        tensor = np.zeros((rows, cols, 3), dtype=np.float32)
-        first = levels[0]
-        tensor[first.top:first.bottom + 1, first.left:first.right + 1] = (image - self._means) / np.float32(256)
-        for source, target in zip(levels, levels[1:], strict=False):
-            for channel in range(3):
-                plane = np.ascontiguousarray(tensor[source.top:source.bottom + 1, source.left:source.right + 1,
-                                                    channel])
-                tensor[target.top:target.bottom + 1, target.left:target.right + 1, channel] = dlib.resize_image(
-                    plane, target.bottom - target.top + 1, target.right - target.left + 1)
-        return tensor, levels
+    def pyramid(self, image: np.ndarray) -> TiledPyramid:
+        """The network's input for ``image``: its tiled pyramid, made as the bands ask for it."""
+        return TiledPyramid(image, self._means)
 
-    def _scores(self, tensor: np.ndarray, band_rows: int | None = None, threads: int = 1) -> np.ndarray:
-        """The network over the whole tensor: ``(rows, cols)`` scores, one per 8x8 cell.
+    def _scores(self, pyramid: TiledPyramid, band_rows: int | None = None, threads: int = 1) -> np.ndarray:
+        """The network over the whole tiled pyramid: ``(rows, cols)`` scores, one per 8x8 cell.
 
         It runs in two stages, each in horizontal bands of ``band_rows`` score rows (None: sized to
-        `_BAND_PIXELS`), so the transient memory is bounded whatever the image size and the scores
-        are those of one whole pass. First the three stride-2 layers, each band from the tensor
-        rows its outputs see, into the whole map of 8x8 cells (32 channels: a sixth of the
-        tensor's bytes); then the padded layers and the head, each band with the map rows its
-        outputs see. ``threads`` bands run at once (the products release the GIL).
+        `_BAND_PIXELS` and `_CELL_BAND_PIXELS`), so the transient memory is bounded whatever the
+        image size and the scores are those of one whole pass. First the three stride-2 layers,
+        each band from the pyramid rows its outputs see (made for ``threads`` bands at a time, top
+        to bottom), into the whole map of 8x8 cells (32 channels: a sixth of the tensor's bytes);
+        then the padded layers and the head, each band with the map rows its outputs see.
+        ``threads`` bands run at once (the products release the GIL).
         """
-        total = _score_rows(tensor.shape[0])
-        first_rows = max(8, (_BAND_PIXELS // tensor.shape[1] - _DOWNSAMPLED_EXTRA) // _STRIDE)
-        cells = np.concatenate(_banded(lambda first, last: self._downsampled(tensor, first, last), total,
-                                       band_rows or first_rows, threads))
-        second_rows = max(8, _BAND_PIXELS // _STRIDE // cells.shape[1])
-        return np.concatenate(_banded(lambda first, last: self._band_scores(cells, first, last), total,
-                                      band_rows or second_rows, threads))
+        total = _score_rows(pyramid.rows)
+        second_rows = band_rows or max(8, _CELL_BAND_PIXELS * _STRIDE // pyramid.cols)
+        band_rows = band_rows or max(8, (_BAND_PIXELS // pyramid.cols - _DOWNSAMPLED_EXTRA) // _STRIDE)
+        cells, offset, done, scores = None, 0, 0, []
+        for first in range(0, total, band_rows * threads):
+            last = min(total, first + band_rows * threads)
+            rows = pyramid.band(_STRIDE * first, _STRIDE * last + _DOWNSAMPLED_EXTRA)
+            pyramid.release_above(_STRIDE * last)
+            made = _banded(lambda a, b, rows=rows, first=first: self._downsampled(rows, a - first, b - first),
+                           first, last, band_rows, threads)
+            cells = np.concatenate(made if cells is None else [cells, *made])
+            # The score rows whose halo is now made, then only the cell rows later bands still need.
+            ready = total if last == total else last - _HALO
+            if ready > done:
+                scores += _banded(lambda a, b, cells=cells, offset=offset: self._band_scores(cells, offset, total, a,
+                                                                                             b),
+                                  done, ready, second_rows, threads)
+                done = ready
+                kept = max(0, done - _HALO) - offset
+                cells, offset = cells[kept:].copy(), offset + kept
+        return np.concatenate(scores)
 
     def _downsampled(self, tensor: np.ndarray, first: int, last: int) -> np.ndarray:
-        """Rows [first, last) of the 8x8 cell map: the stride-2 layers on the tensor rows they read (from
-        a multiple of 8, so their grids are the whole pass's)."""
+        """Rows [first, last) of the 8x8 cell map of ``tensor`` (rows of the tiled pyramid from a multiple of 8,
+        so the layers' grids are the whole pass's): the stride-2 layers on the rows they read."""
         x = tensor[_STRIDE * first:_STRIDE * last + _DOWNSAMPLED_EXTRA]
         for layer in self._body[:_DOWNSAMPLING_LAYERS]:
             x = layer(x)
         return x
 
-    def _band_scores(self, cells: np.ndarray, first: int, last: int) -> np.ndarray:
-        """Score rows [first, last) of the cell map's: the padded layers pad with zero rows only at the map's own
-        top and bottom, and elsewhere use the `_HALO` rows each side that the band carries."""
-        total = cells.shape[0]
+    def _band_scores(self, cells: np.ndarray, offset: int, total: int, first: int, last: int) -> np.ndarray:
+        """Score rows [first, last) of a map of ``total`` rows, of which ``cells`` holds those from ``offset``:
+        the padded layers pad with zero rows only at the map's own top and bottom, and elsewhere use the
+        `_HALO` rows each side that the band carries."""
         low, high = max(0, first - _HALO), min(total, last + _HALO)
-        x = cells[low:high]
+        x = cells[low - offset:high - offset]
         for layer in self._body[_DOWNSAMPLING_LAYERS:]:
             top, bottom = (layer.padding if low == 0 else 0), (layer.padding if high == total else 0)
             low, high = low + layer.padding - top, high - layer.padding + bottom
@@ -338,15 +345,68 @@ def tiled_pyramid_layout(rows: int, cols: int) -> tuple[list[Rect], int, int]:
     return levels, height + 2 * _OUTER_PADDING, first_cols + 2 * _OUTER_PADDING
 
 
-def _banded(compute: Callable[[int, int], np.ndarray], total: int, band_rows: int, threads: int) -> list[np.ndarray]:
-    """``compute(first, last)`` over rows [0, total) in bands of ``band_rows`` (fewer when that gives each of
+def _banded(compute: Callable[[int, int], np.ndarray], first: int, last: int, band_rows: int,
+            threads: int) -> list[np.ndarray]:
+    """``compute(a, b)`` over rows [first, last) in bands of ``band_rows`` (fewer when that gives each of
     ``threads`` a band), ``threads`` bands at once."""
-    band_rows = min(band_rows, -(-total // threads))
-    bands = [(first, min(total, first + band_rows)) for first in range(0, total, band_rows)]
+    band_rows = max(1, min(band_rows, -(-(last - first) // threads)))
+    bands = [(a, min(last, a + band_rows)) for a in range(first, last, band_rows)]
     if threads > 1 and len(bands) > 1:
         with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
             return list(pool.map(lambda band: compute(*band), bands))
-    return [compute(first, last) for first, last in bands]
+    return [compute(a, b) for a, b in bands]
+
+
+class TiledPyramid:
+    """dlib's tiled input tensor (`tiled_pyramid_layout`), made a band of rows at a time.
+
+    The whole tensor holds 3.7 times the image's pixels at 12 bytes each: 130 MB for a 3 MP
+    scan. Here the rows of level 0 are normalised from the image when a band needs them, and
+    each further level is resized from the one before (as dlib does: a float plane at a time,
+    with its bilinear resize) when first needed, and dropped once the bands are past it and the
+    next level is made. It holds about two levels at a time; the rows it gives are dlib's.
+    """
+
+    def __init__(self, image: np.ndarray, means: np.ndarray) -> None:
+        self.levels, self.rows, self.cols = tiled_pyramid_layout(*image.shape[:2])
+        self._image, self._means = image, means
+        self._made: dict[int, np.ndarray] = {}
+
+    def band(self, first: int, last: int) -> np.ndarray:
+        """Rows [first, last) of the tensor (fewer at its bottom): ``(rows, cols, 3)`` float32."""
+        last = min(last, self.rows)
+        band = np.zeros((last - first, self.cols, 3), dtype=np.float32)
+        for index, level in enumerate(self.levels):
+            top, bottom = max(first, level.top), min(last, level.bottom + 1)
+            if top < bottom:
+                band[top - first:bottom - first, level.left:level.right + 1] = self._level_rows(
+                    index, top - level.top, bottom - level.top)
+        return band
+
+    def release_above(self, row: int) -> None:
+        """Drop the levels no band from tensor row ``row`` on needs: above it, with the next level made."""
+        for index in list(self._made):
+            if self.levels[index].bottom < row and (index + 1 in self._made or index + 1 == len(self.levels)):
+                del self._made[index]
+
+    def _level_rows(self, index: int, first: int, last: int) -> np.ndarray:
+        if index == 0:
+            return (self._image[first:last] - self._means) / np.float32(256)
+        if index not in self._made:
+            target = self.levels[index]
+            rows, cols = target.bottom - target.top + 1, target.right - target.left + 1
+            made = np.empty((rows, cols, 3), dtype=np.float32)
+            for channel in range(3):
+                made[..., channel] = dlib.resize_image(self._plane(index - 1, channel), rows, cols)
+            self._made[index] = made
+        return self._made[index][first:last]
+
+    def _plane(self, index: int, channel: int) -> np.ndarray:
+        """One channel of a whole level, contiguous, as dlib resizes it."""
+        if index == 0:
+            return np.ascontiguousarray((self._image[..., channel] - self._means[channel]) / np.float32(256))
+        level = self.levels[index]
+        return np.ascontiguousarray(self._level_rows(index, 0, level.bottom - level.top + 1)[..., channel])
 
 
 def _score_rows(tensor_rows: int) -> int:

@@ -187,10 +187,10 @@ class Settings:
                                 "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (on photos up to `FACEAPI_FULL_SEARCH_PIXELS`; larger ones as `FACEAPI_DETECT_SIDE_PX` says).",
                                 _positive)
     max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 12_000_000, int, "int",
-                                    "Most pixels one HOG detection may scan: it bounds the CPU a request can take (about 1.5 s on one core at the default; memory stays that of a 4-million-pixel band). A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
+                                    "Most pixels one HOG detection may scan: it bounds the CPU a request can take (about 1.5 s on one core at the default, enough to search a 12 MP photo from 80 px; its memory stays that of a 4-million-pixel band). A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
                                     _positive)
-    cnn_max_scan_pixels: int = _setting("FACEAPI_CNN_MAX_SCAN_PIXELS", 3_000_000, int, "int",
-                                        "`FACEAPI_MAX_SCAN_PIXELS` for the CNN detector, which costs about 8 times as much per pixel and runs one detection at a time per host, on two threads: at the default about 1.5 s, enough to search a 1024x683 photo from 40 px; memory stays that of a 1-million-pixel band.",
+    cnn_max_scan_pixels: int = _setting("FACEAPI_CNN_MAX_SCAN_PIXELS", 2_000_000, int, "int",
+                                        "`FACEAPI_MAX_SCAN_PIXELS` for the CNN detector, which costs about 5 times as much per pixel and runs one detection at a time per host, on two threads: at the default about 1 s, and two workers fit in 256 MB. 3000000 lets a 1024x683 photo be searched from 40 px (about 1.3 s; 30 MB more).",
                                         _positive)
     encode_side_px: int = _setting("FACEAPI_ENCODE_SIDE_PX", 1600, int, "int",
                                    "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is).",

@@ -2,9 +2,11 @@
 
 Verbs and conventions follow ``face_recognition/api.py`` (boxes as
 ``(top, right, bottom, left)``, 128-d encodings, Euclidean distance) so that
-results compare one to one with that package, but only the three models that
-recognition needs are loaded (not the 100 MB 68-point model, not the CNN), and
-they are loaded by a constructor, never at import.
+results compare one to one with that package, but only the models that
+recognition needs are loaded (the 5-point model, the encoder and the CNN
+detector's 0.7 MB network; not the 100 MB 68-point model), and they are loaded
+by a constructor, never at import. A scan larger than its detector's `Banding`
+runs in bands, so its memory is that of one band.
 
 Thread safety, by construction:
 - dlib's HOG detector is not safe to share between threads (shared, it
@@ -24,11 +26,9 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import fcntl
 import math
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -95,8 +95,10 @@ class Banding:
     overlap_px: int
 
 
-BANDING = {"hog": Banding(4_000_000, 288), "cnn": Banding(1_000_000, 288)}
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": Banding(1 << 62, 288)}
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
+# A HOG detector that scanned more pixels than this is replaced after (`FaceEngine._borrowed_detector`).
+_HOG_KEEPS_PIXELS = 2_000_000
 # Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
 # so a face found there gets the whole scan's box. Its other levels are resized from the level
 # before to sizes that depend on the band's height: there a box can move by a cell (docs/BENCHMARKS.md).
@@ -169,10 +171,10 @@ class FaceEngine:
     def _scan(self, scan: np.ndarray, upsample: int, detector: str) -> list[tuple[Box, float | None]]:
         """The faces one detector finds in ``scan``, doubled ``upsample`` times, in ``scan``'s pixels."""
         if detector == "cnn":
-            with _host_wide_cnn_turn():
-                return [(Box(d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
-                        for d in self._cnn.detect(scan, upsample, threads=_CNN_THREADS)]
-        with self._borrowed_detector() as hog:
+            return [(Box(d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
+                    for d in self._cnn.detect(scan, upsample, threads=_CNN_THREADS)]
+        scanned_pixels = scan.shape[0] * scan.shape[1] * 4**upsample
+        with self._borrowed_detector(replace=scanned_pixels > _HOG_KEEPS_PIXELS) as hog:
             return [(Box(r.top(), r.right(), r.bottom(), r.left()), None)
                     for r in hog(np.ascontiguousarray(scan), upsample)]
 
@@ -226,7 +228,12 @@ class FaceEngine:
         """The ``(len(boxes), 128)`` float64 encodings of the faces at ``boxes`` in ``image``."""
         if not boxes:
             return np.empty((0, ENCODING_WIDTH))
-        chips = self.face_chips(image, boxes)
+        return self.chip_encodings(self.face_chips(image, boxes))
+
+    def chip_encodings(self, chips: np.ndarray) -> np.ndarray:
+        """The encodings of chips cut by `face_chips`: the image need not be kept while the network runs."""
+        if len(chips) == 0:
+            return np.empty((0, ENCODING_WIDTH))
         if len(chips) < 2 * BATCH_FACES:
             return self._encoder.encode(chips)
         # A group photo: two threads encode half the faces each (the GIL is released), same numbers.
@@ -252,8 +259,13 @@ class FaceEngine:
         return shapes
 
     @contextlib.contextmanager
-    def _borrowed_detector(self) -> Iterator[dlib.fhog_object_detector]:
-        """A detector no other thread uses until it is returned."""
+    def _borrowed_detector(self, replace: bool = False) -> Iterator[dlib.fhog_object_detector]:
+        """A detector no other thread uses until it is returned; with ``replace``, a new one goes back instead.
+
+        A detector keeps the feature pyramid of the largest image it scanned (about 6 MB a million
+        pixels): one that scanned a large band is dropped, at 0.2 s for its successor, rather than
+        kept holding that memory (docs/BENCHMARKS.md).
+        """
         try:
             detector = self._detectors.get_nowait()
         except queue.Empty:
@@ -261,7 +273,7 @@ class FaceEngine:
         try:
             yield detector
         finally:
-            self._detectors.put(detector)
+            self._detectors.put(dlib.get_frontal_face_detector() if replace else detector)
 
 
 def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
@@ -285,24 +297,8 @@ def _box_down(box: Box) -> Box:
     return Box(rect.top, rect.right, rect.bottom, rect.left)
 
 
-@contextlib.contextmanager
-def _host_wide_cnn_turn() -> Iterator[None]:
-    """One CNN detection at a time on this host, across every process of the service.
-
-    A detection needs about 45 MB per million pixels scanned while it runs (FACEAPI_CNN_MAX_SCAN_PIXELS),
-    and two workers' at once would not fit a 256 MB instance beside the rest of the load
-    (tests/test_memory_fit.py). Each process opens the lock file itself, so that ``flock``
-    excludes between processes.
-    """
-    with open(_CNN_LOCK_PATH, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-# The one CNN detection of the host at a time scans two bands at once: about 1.7 times as fast on two cores.
+# A CNN detection scans two bands of its network at once: about 1.7 times as fast on two cores (the
+# pipeline runs one at a time per host: `faceapi.memory.host_wide_turn`).
 _CNN_THREADS = min(2, os.cpu_count() or 1)
-_CNN_LOCK_PATH = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
-                              f"faceapi-cnn-{os.getuid()}.lock")

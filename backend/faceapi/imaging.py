@@ -16,13 +16,19 @@ import struct
 import warnings
 from collections.abc import Callable
 
+import dlib
 import numpy as np
+import simplejpeg
+from PIL import ExifTags
 from PIL import Image
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
 # How far over ``max_side_px`` a decoded image may be and still be used without shrinking.
 KEEP_OVER_BOUND = 1.3
+# A photo of more pixels than this is large: decoded at full size, it goes through `_decode_whole_jpeg`,
+# and the pipeline analyses it in the host's one large turn (`faceapi.memory.host_wide_turn`).
+LARGE_IMAGE_PIXELS = 4_000_000
 
 
 class UnreadableImage(ValueError):
@@ -82,7 +88,7 @@ def decode_image(
             with Image.open(io.BytesIO(data)) as image:
                 if max_full_decode_pixels is not None and image.format != "JPEG":
                     max_pixels = min(max_pixels, max_full_decode_pixels)
-                return _decode_opened(image, max_side_px=max_side_px, max_pixels=max_pixels)
+                return _decode_opened(image, data, max_side_px=max_side_px, max_pixels=max_pixels)
     except (ImageTooLarge, UnreadableImage):
         raise
     except Image.DecompressionBombError as exc:
@@ -98,7 +104,7 @@ def decode_image(
 
 
 def _decode_opened(
-    image: Image.Image, *, max_side_px: int | Callable[[int, int], int], max_pixels: int
+    image: Image.Image, data: bytes, *, max_side_px: int | Callable[[int, int], int], max_pixels: int
 ) -> DecodedImage:
     width, height = image.size
     if width <= 0 or height <= 0:
@@ -107,6 +113,9 @@ def _decode_opened(
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
     if callable(max_side_px):
         max_side_px = max_side_px(width, height)
+    if image.format == "JPEG" and image.mode == "RGB" and max(width, height) <= 2 * max_side_px \
+            and width * height > LARGE_IMAGE_PIXELS:
+        return _decode_whole_jpeg(image, data, max_side_px)
     if image.format == "JPEG" and max(width, height) > max_side_px:
         # Decode at the smallest DCT scale that is still at least max_side_px long.
         ratio = max_side_px / max(width, height)
@@ -132,6 +141,48 @@ def _decode_opened(
         height=upright_height,
         scale=max(upright_width, upright_height) / max(rgb.size),
     )
+
+
+def _decode_whole_jpeg(image: Image.Image, data: bytes, max_side_px: int) -> DecodedImage:
+    """A large colour JPEG that its scan needs at full size (no draft scale is small enough), decoded by
+    libjpeg-turbo straight into an array (simplejpeg), then brought to ``max_side_px`` at once.
+
+    The same pixels as Pillow's decoder, which would first fill its own 4-byte-a-pixel image and
+    then copy it: a 12 MP photo peaks at 35 MB here against about 100 MB (docs/BENCHMARKS.md).
+    Shrunk now (dlib's bilinear resize, the one the detectors use), the copy a request holds is
+    the one its scan reads, not the upload's size and a scanned copy beside it.
+    """
+    width, height = image.size
+    pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    if pixels.shape[:2] != (height, width):
+        raise UnreadableImage("the image is truncated or corrupt")
+    pixels = np.ascontiguousarray(_oriented(pixels, _orientation(image)))
+    upright_height, upright_width = pixels.shape[:2]
+    if max(upright_width, upright_height) > max_side_px:
+        ratio = max_side_px / max(upright_width, upright_height)
+        pixels = dlib.resize_image(pixels, max(1, round(upright_height * ratio)), max(1, round(upright_width * ratio)))
+    return DecodedImage(pixels=pixels, width=upright_width, height=upright_height,
+                        scale=max(upright_width, upright_height) / max(pixels.shape[:2]))
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8, 1 upright); an unreadable one counts as upright, as `_make_upright` does."""
+    with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        if isinstance(orientation, int) and 1 <= orientation <= 8:
+            return orientation
+    return 1
+
+
+def _oriented(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """``pixels`` turned upright as Pillow's ``exif_transpose`` turns them (a view: no copy yet)."""
+    if orientation in (5, 6, 7, 8):
+        pixels = pixels.transpose(1, 0, 2)  # 5: transpose; the others are a transpose and a flip
+    if orientation in (2, 3, 6, 7):
+        pixels = pixels[:, ::-1]
+    if orientation in (3, 4, 7, 8):
+        pixels = pixels[::-1]
+    return pixels
 
 
 # Modes that Pillow resamples channel by channel; palette, 1-bit and 16-bit images are converted first.

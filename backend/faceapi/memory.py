@@ -11,9 +11,14 @@ when a request ends. Both are process-wide and inherited by forked workers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import logging
+import os
+import tempfile
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +55,31 @@ def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = 1 << 20) -> bool
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_ARENA_MAX, arena_max)) and bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_bytes))
+
+
+@contextlib.contextmanager
+def host_wide_turn(large: bool) -> Iterator[None]:
+    """An analysis's turn on this host, across every process of the service: a large one runs alone.
+
+    A large analysis (a CNN detection, or a photo decoded at more than a few million pixels for a
+    fine scan) holds about 60-90 MB while it runs; beside two others it would not fit a 256 MB
+    instance (tests/test_memory_fit.py). So the small ones share the turn (``flock`` shared) and a
+    large one takes it alone (exclusive). A gate taken first, and held while a large one waits,
+    keeps a stream of small ones from starving it. Each call opens the lock files itself, so that
+    ``flock`` excludes between processes and between threads alike.
+    """
+    with open(_GATE_PATH, "a") as gate, open(_TURN_PATH, "a") as turn:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX if large else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+
+
+_LOCK_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+_GATE_PATH = os.path.join(_LOCK_DIR, f"faceapi-gate-{os.getuid()}.lock")
+_TURN_PATH = os.path.join(_LOCK_DIR, f"faceapi-turn-{os.getuid()}.lock")

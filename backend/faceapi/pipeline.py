@@ -7,6 +7,7 @@ everywhere. It knows nothing of HTTP: the API turns its exceptions into answers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
@@ -18,9 +19,11 @@ from faceapi.config import Settings
 from faceapi.engine import Box
 from faceapi.engine import FaceEngine
 from faceapi.engine import largest_first
+from faceapi.imaging import LARGE_IMAGE_PIXELS
 from faceapi.imaging import DecodedImage
 from faceapi.imaging import decode_image
 from faceapi.matching import ENCODING_WIDTH
+from faceapi.memory import host_wide_turn
 from faceapi.memory import release_free_memory
 from faceapi.scanning import DetectOptions
 from faceapi.scanning import ScanPlan
@@ -142,23 +145,34 @@ class Pipeline:
         """
         settings, engine = self.settings, self.engine
         detector = detector or settings.detector
-        with self.image_slots:
-            image = decode_image(data, max_side_px=lambda w, h: self.decode_side(w, h, min_face_px, detector),
-                                 max_pixels=settings.max_image_pixels,
+        with self.image_slots, contextlib.ExitStack() as turn:
+            if detector == "cnn":
+                turn.enter_context(host_wide_turn(large=True))
+
+            def decode_side(width: int, height: int) -> int:
+                """The side to decode at, known from the header; then the analysis waits for its turn."""
+                side = self.decode_side(width, height, min_face_px, detector)
+                if detector != "cnn":
+                    decoded = width * height * min(1.0, side / max(width, height)) ** 2
+                    turn.enter_context(host_wide_turn(large=decoded > LARGE_IMAGE_PIXELS))
+                return side
+
+            image = decode_image(data, max_side_px=decode_side, max_pixels=settings.max_image_pixels,
                                  max_full_decode_pixels=settings.max_full_decode_pixels)
             plan = self.detect.plan(image.width, image.height, min_face_px, detector)
             found = engine.face_detections(image.pixels, plan.scale * image.scale, detector)
             confidence = {id(box): score for box, score in found}
             boxes = choose([box for box, _ in found])
-            encodings = engine.face_encodings(image.pixels, boxes) if encode else [None] * len(boxes)
+            chips = engine.face_chips(image.pixels, boxes) if encode and boxes else None
             points = engine.landmarks(image.pixels, boxes) if landmarks else [None] * len(boxes)
-            faces = [FoundFace(_to_upload_frame(box, image), encoding, _points_in_upload_frame(face_points, image),
+            frame = dataclasses.replace(image, pixels=np.empty((0, 0, 3), dtype=np.uint8))
+            del image  # the pixels go before the network runs: a 12 MP photo's are 36 MB
+            encodings = engine.chip_encodings(chips) if chips is not None else [None] * len(boxes)
+            faces = [FoundFace(_to_upload_frame(box, frame), encoding, _points_in_upload_frame(face_points, frame),
                                confidence[id(box)])
                      for box, encoding, face_points in zip(boxes, encodings, points, strict=True)]
-            analysis = Analysis(image.width, image.height, plan, faces)
-            del image
             release_free_memory()
-            return analysis
+            return Analysis(frame.width, frame.height, plan, faces)
 
 
 def _to_upload_frame(box: Box, image: DecodedImage) -> Box:
