@@ -86,7 +86,7 @@ class Banding:
     """When and how a scan runs in bands (`FaceEngine.face_detections`).
 
     :param band_pixels: the most scanned pixels one scan or band covers: its memory (HOG about
-        7.5 MB per million, the CNN about 45 MB, measured in docs/BENCHMARKS.md).
+        7.5 MB per million, measured in docs/BENCHMARKS.md).
     :param overlap_px: scanned rows neighbouring bands share; faces up to 3/4 of it are found in
         the bands, larger ones by one coarser scan of the whole image.
     """
@@ -95,8 +95,10 @@ class Banding:
     overlap_px: int
 
 
-BANDING = {"hog": Banding(4_000_000, 288), "cnn": Banding(1 << 62, 288)}
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
+# HOG in bands of 4 MP (about 30 MB). The CNN bounds its own memory, exactly (`faceapi.cnn`: its pyramid
+# and network are made in bands), so it scans whole.
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN}
 # A HOG detector that scanned more pixels than this is replaced after (`FaceEngine._borrowed_detector`).
 _HOG_KEEPS_PIXELS = 2_000_000
 # Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
