@@ -99,8 +99,6 @@ WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are
 # HOG in bands of 4 MP (about 30 MB). The CNN bounds its own memory, exactly (`faceapi.cnn`: its pyramid
 # and network are made in bands), so it scans whole.
 BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN}
-# A HOG detector that scanned more pixels than this is replaced after (`FaceEngine._borrowed_detector`).
-_HOG_KEEPS_PIXELS = 2_000_000
 # Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
 # so a face found there gets the whole scan's box. Its other levels are resized from the level
 # before to sizes that depend on the band's height: there a box can move by a cell (docs/BENCHMARKS.md).
@@ -175,8 +173,7 @@ class FaceEngine:
         if detector == "cnn":
             return [(Box(d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
                     for d in self._cnn.detect(scan, upsample, threads=_CNN_THREADS)]
-        scanned_pixels = scan.shape[0] * scan.shape[1] * 4**upsample
-        with self._borrowed_detector(replace=scanned_pixels > _HOG_KEEPS_PIXELS) as hog:
+        with self._borrowed_detector() as hog:
             return [(Box(r.top(), r.right(), r.bottom(), r.left()), None)
                     for r in hog(np.ascontiguousarray(scan), upsample)]
 
@@ -261,13 +258,8 @@ class FaceEngine:
         return shapes
 
     @contextlib.contextmanager
-    def _borrowed_detector(self, replace: bool = False) -> Iterator[dlib.fhog_object_detector]:
-        """A detector no other thread uses until it is returned; with ``replace``, a new one goes back instead.
-
-        A detector keeps the feature pyramid of the largest image it scanned (about 6 MB a million
-        pixels): one that scanned a large band is dropped, at 0.2 s for its successor, rather than
-        kept holding that memory (docs/BENCHMARKS.md).
-        """
+    def _borrowed_detector(self) -> Iterator[dlib.fhog_object_detector]:
+        """A detector no other thread uses until it is returned."""
         try:
             detector = self._detectors.get_nowait()
         except queue.Empty:
@@ -275,7 +267,7 @@ class FaceEngine:
         try:
             yield detector
         finally:
-            self._detectors.put(dlib.get_frontal_face_detector() if replace else detector)
+            self._detectors.put(detector)
 
 
 def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
