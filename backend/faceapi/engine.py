@@ -11,10 +11,10 @@ runs in bands, so its memory is that of one band.
 Thread safety, by construction:
 - dlib's HOG detector is not safe to share between threads (shared, it
   segfaults under gunicorn threads), so each detection borrows a detector of its
-  own from a pool and returns it after. Building one takes about 0.2 s, so the
-  pool is filled when the engine loads, in the gunicorn master before fork, and
-  grows only if more detections run at once. Detection releases the GIL, so
-  threads detect in parallel.
+  own from a pool and returns it after. The pool is filled when the engine loads,
+  in the gunicorn master before fork, with copies of one built detector (building
+  takes 0.4 s, a copy 3 ms), and grows only if more detections run at once.
+  Detection releases the GIL, so threads detect in parallel.
 - The shape predictor is shared under a lock: landmarks and the aligned chips
   take about a millisecond a face and hold the GIL anyway.
 - The encoder (`faceapi.encoder.FaceEncoder`) keeps no state between calls and
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -99,6 +100,8 @@ WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are
 # HOG in bands of 4 MP (about 30 MB). The CNN bounds its own memory, exactly (`faceapi.cnn`: its pyramid
 # and network are made in bands), so it scans whole.
 BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN}
+# A HOG detector that scanned more pixels than this is replaced by a copy after (`FaceEngine._borrowed_detector`).
+_HOG_KEEPS_PIXELS = 1_000_000
 # Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
 # so a face found there gets the whole scan's box. Its other levels are resized from the level
 # before to sizes that depend on the band's height: there a box can move by a cell (docs/BENCHMARKS.md).
@@ -123,16 +126,18 @@ class FaceEngine:
         """Load the shape predictor and encoder from ``paths`` (about 100 ms, 32 MB).
 
         :raises faceapi.dlib_model.ModelFormatError: the encoder file is not the network the reader knows.
-        :param detectors: HOG detectors to build now (0.2 s each): as many as detections
+        :param detectors: HOG detectors to copy now (3 ms each): as many as detections
             expected to run at once, so that no request waits for one to be built.
         """
         self._predictor = dlib.shape_predictor(str(paths.shape_predictor))
         self._encoder = FaceEncoder.load(paths.encoder)
         self._cnn = CnnFaceDetector.load(paths.cnn_detector or ModelPaths.from_package().cnn_detector)
         self._predictor_lock = threading.Lock()
+        # Building dlib's detector takes about 0.4 s; a copy of a built one, 3 ms.
+        self._pristine_detector = dlib.get_frontal_face_detector()
         self._detectors: queue.SimpleQueue[dlib.fhog_object_detector] = queue.SimpleQueue()
         for _ in range(detectors):
-            self._detectors.put(dlib.get_frontal_face_detector())
+            self._detectors.put(copy.deepcopy(self._pristine_detector))
         self.model_id = model_id(paths)
 
     @classmethod
@@ -173,7 +178,8 @@ class FaceEngine:
         if detector == "cnn":
             return [(Box(d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
                     for d in self._cnn.detect(scan, upsample, threads=_CNN_THREADS)]
-        with self._borrowed_detector() as hog:
+        scanned_pixels = scan.shape[0] * scan.shape[1] * 4**upsample
+        with self._borrowed_detector(replace=scanned_pixels > _HOG_KEEPS_PIXELS) as hog:
             return [(Box(r.top(), r.right(), r.bottom(), r.left()), None)
                     for r in hog(np.ascontiguousarray(scan), upsample)]
 
@@ -258,16 +264,21 @@ class FaceEngine:
         return shapes
 
     @contextlib.contextmanager
-    def _borrowed_detector(self) -> Iterator[dlib.fhog_object_detector]:
-        """A detector no other thread uses until it is returned."""
+    def _borrowed_detector(self, replace: bool = False) -> Iterator[dlib.fhog_object_detector]:
+        """A detector no other thread uses until it is returned; with ``replace``, a fresh copy goes back instead.
+
+        A detector keeps the feature pyramid of the last image it scanned, about 7 MB a million
+        scanned pixels (21 MB after a 1126x661 photo doubled): one that scanned a large image is
+        dropped for a copy, so that idle workers do not hold it.
+        """
         try:
             detector = self._detectors.get_nowait()
         except queue.Empty:
-            detector = dlib.get_frontal_face_detector()
+            detector = copy.deepcopy(self._pristine_detector)
         try:
             yield detector
         finally:
-            self._detectors.put(detector)
+            self._detectors.put(copy.deepcopy(self._pristine_detector) if replace else detector)
 
 
 def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
