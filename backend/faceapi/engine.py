@@ -42,6 +42,7 @@ from faceapi.cnn import pyramid_up
 from faceapi.cnn import rect_down
 from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
+from faceapi.imaging import shrunk
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.models import ModelPaths
 from faceapi.models import model_id
@@ -284,16 +285,11 @@ class FaceEngine:
 def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
     """What a detector scans for ``scale``: the image shrunk to ``scale / 2**upsample``, how often the
     detector doubles it (``upsample``), and the image's pixels per pixel of the shrunk copy."""
-    height, width = image.shape[:2]
     upsample = max(0, math.ceil(math.log2(scale) - 1e-9))
     shrink = scale / 2**upsample
-    scan = image
-    if shrink < 1 - 1e-6:
-        # dlib's bilinear resize, the one its pyramid uses: 2-3x faster than Pillow's
-        # antialiased one; the decoder's draft scale has already done any large reduction.
-        scan = dlib.resize_image(np.ascontiguousarray(image), max(1, round(height * shrink)),
-                                 max(1, round(width * shrink)))
-    return scan, upsample, max(height, width) / max(scan.shape[:2])
+    # The decoder's draft scale has already done any large reduction.
+    scan = shrunk(image, shrink) if shrink < 1 - 1e-6 else image
+    return scan, upsample, max(image.shape[:2]) / max(scan.shape[:2])
 
 
 def _box_down(box: Box) -> Box:

@@ -159,10 +159,17 @@ def _decode_whole_jpeg(image: Image.Image, data: bytes, max_side_px: int) -> Dec
     pixels = np.ascontiguousarray(_oriented(pixels, _orientation(image)))
     upright_height, upright_width = pixels.shape[:2]
     if max(upright_width, upright_height) > max_side_px:
-        ratio = max_side_px / max(upright_width, upright_height)
-        pixels = dlib.resize_image(pixels, max(1, round(upright_height * ratio)), max(1, round(upright_width * ratio)))
+        pixels = shrunk(pixels, max_side_px / max(upright_width, upright_height))
     return DecodedImage(pixels=pixels, width=upright_width, height=upright_height,
                         scale=max(upright_width, upright_height) / max(pixels.shape[:2]))
+
+
+def shrunk(pixels: np.ndarray, factor: float) -> np.ndarray:
+    """``pixels`` ``factor`` (< 1) times as large, by dlib's bilinear resize: the one its detectors' pyramids
+    use, 2-3x faster than Pillow's antialiased one."""
+    height, width = pixels.shape[:2]
+    return dlib.resize_image(np.ascontiguousarray(pixels), max(1, round(height * factor)),
+                             max(1, round(width * factor)))
 
 
 def _orientation(image: Image.Image) -> int:

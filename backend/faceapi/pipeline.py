@@ -146,15 +146,13 @@ class Pipeline:
         settings, engine = self.settings, self.engine
         detector = detector or settings.detector
         with self.image_slots, contextlib.ExitStack() as turn:
-            if detector == "cnn":
-                turn.enter_context(host_wide_turn(large=True))
 
             def decode_side(width: int, height: int) -> int:
-                """The side to decode at, known from the header; then the analysis waits for its turn."""
+                """The side to decode at, known from the header; then the analysis waits for its turn on the
+                host (alone if it is large: a CNN detection, or a decode over `LARGE_IMAGE_PIXELS`)."""
                 side = self.decode_side(width, height, min_face_px, detector)
-                if detector != "cnn":
-                    decoded = width * height * min(1.0, side / max(width, height)) ** 2
-                    turn.enter_context(host_wide_turn(large=decoded > LARGE_IMAGE_PIXELS))
+                decoded = width * height * min(1.0, side / max(width, height)) ** 2
+                turn.enter_context(host_wide_turn(large=detector == "cnn" or decoded > LARGE_IMAGE_PIXELS))
                 return side
 
             image = decode_image(data, max_side_px=decode_side, max_pixels=settings.max_image_pixels,
