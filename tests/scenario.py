@@ -9,12 +9,13 @@ from tests.conftest import test_images
 from tests.servers import upload
 
 
-def enroll(client: Any, name: str, *photos: str) -> Any:
-    return client.post("/enroll", data={"name": name, "image": [upload(test_images(p)) for p in photos]})
+def enroll(client: Any, name: str, *photos: str, at: str = "") -> Any:
+    """Enroll ``photos`` of test_images as ``name``; ``at="/collections/x"`` in collection x."""
+    return client.post(f"{at}/enroll", data={"name": name, "image": [upload(test_images(p)) for p in photos]})
 
 
-def recognize(client: Any, relative: str, **fields: str) -> Any:
-    return client.post("/recognize", data={"image": upload(face_photo(relative)), **fields})
+def recognize(client: Any, relative: str, at: str = "", **fields: str) -> Any:
+    return client.post(f"{at}/recognize", data={"image": upload(face_photo(relative)), **fields})
 
 
 def names(response: Any) -> list[str | None]:

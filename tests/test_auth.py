@@ -20,7 +20,7 @@ HASHED = "k-hashed-abcdef"
 @pytest.fixture
 def locked(make_client) -> TestClient:
     digests = Settings.from_env({"API_KEYS": f"{PLAIN}, sha256:{hashlib.sha256(HASHED.encode()).hexdigest()}"})
-    return make_client(api_key_digests=digests.api_key_digests)
+    return make_client(api_keys=digests.api_keys)
 
 
 @pytest.mark.parametrize("path", ["/people", "/nowhere"])

@@ -108,4 +108,21 @@ def test_delete_erases_from_the_backup_too(pickle_client) -> None:
     for leftover in path.parent.iterdir():
         if leftover.suffix != ".lock":
             assert b"biden" not in leftover.read_bytes(), leftover
-    assert "biden" not in pickle.loads(path.with_name("faces.pkl.bak").read_bytes())["people"]
+    assert "biden" not in pickle.loads(path.with_name("faces.pkl.bak").read_bytes())["collections"]["default"]
+
+
+def test_erasing_a_collection_erases_it_from_the_backup_too(pickle_client) -> None:
+    client, path = pickle_client
+    assert enroll(client, "obama", "obama.jpg").status_code == 201
+    for photo, name in (("biden.jpg", "biden"), ("obama2.jpg", "barack")):
+        answer = client.post("/collections/class-7b/enroll", data={"name": name, "image": upload(test_images(photo))})
+        assert answer.status_code == 201, answer.json
+    erased = client.delete("/collections/class-7b")
+    assert erased.status_code == 200 and erased.json == {"name": "class-7b", "deleted_faces": 2}
+    for leftover in path.parent.iterdir():
+        if leftover.suffix != ".lock":
+            data = leftover.read_bytes()
+            assert b"class-7b" not in data and b"biden" not in data and b"barack" not in data, leftover
+    assert client.get("/collections").json["collections"] == [
+        {"name": "default", "person_count": 1, "face_count": 1}]
+    assert client.delete("/collections/class-7b").json["error"]["code"] == "unknown_collection"

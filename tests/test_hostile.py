@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from faceapi.scopes import ApiKey
 from tests.hostile import CORPUS
 from tests.hostile import OBAMA
 from tests.servers import upload
@@ -117,7 +118,7 @@ def test_request_id_and_log_line(client, caplog) -> None:
 @pytest.mark.store_independent
 def test_logs_hold_no_secrets_or_bytes(make_client, caplog) -> None:
     caplog.set_level("DEBUG")
-    client = make_client(api_key_digests=("0" * 64,))
+    client = make_client(api_keys=(ApiKey(bytes(32)),))
     client.post("/recognize", data={"image": upload(OBAMA)}, headers={"X-API-Key": "topsecretkey"})
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "topsecretkey" not in text and "JFIF" not in text

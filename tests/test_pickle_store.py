@@ -119,9 +119,10 @@ def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
     assert [person.name for person in backup.people()] == ["ada"]
 
 
-def _format_1_bytes(pipeline) -> bytes:
-    """A store file as the format-1 store wrote it (``pickle.dumps`` of plain data, highest protocol), of
-    the labelled photos: obama.jpg and obama2.jpg as "Barack Obama", biden.jpg as "Joe Biden"."""
+def _old_format_bytes(pipeline, version: int) -> bytes:
+    """A store file as the format-1 or format-2 store wrote it (``pickle.dumps`` of plain data, highest
+    protocol), of the labelled photos: obama.jpg and obama2.jpg as "Barack Obama", biden.jpg as "Joe Biden".
+    Format 2 adds creation times (one unknown, as for faces upgraded from format 1) and external ids."""
     from faceapi.store import new_face_id
     from tests.conftest import test_images
 
@@ -133,30 +134,40 @@ def _format_1_bytes(pipeline) -> bytes:
         "Barack Obama": {"ids": [new_face_id(), new_face_id()], "encodings": encodings("obama.jpg", "obama2.jpg")},
         "Joe Biden": {"ids": [new_face_id()], "encodings": encodings("biden.jpg")},
     }
-    return pickle.dumps({"format": 1, "model": pipeline.engine.model_id, "people": people},
+    if version == 2:
+        people["Barack Obama"].update(created=[None, 1_700_000_000_000_000], external_ids=["o/1.jpg", None])
+        people["Joe Biden"].update(created=[1_700_000_000_000_001], external_ids=[None])
+    return pickle.dumps({"format": version, "model": pipeline.engine.model_id, "people": people},
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipeline, engine) -> None:
-    """Opening a format-1 store upgrades the file in place, keeping every face."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_format_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipeline, engine, version: int) -> None:
+    """Opening a format-1 or format-2 store upgrades the file in place to format 3, every face in the
+    default collection, times and external ids kept."""
     from faceapi import create_app
     from faceapi.config import Settings
     from tests.scenario import names
     from tests.scenario import recognize
 
-    format_1 = _format_1_bytes(pipeline)
+    old_bytes = _old_format_bytes(pipeline, version)
     path = tmp_path / "faces.pkl"
-    path.write_bytes(format_1)
-    old = pickle.loads(format_1)  # our own bytes: plain data
+    path.write_bytes(old_bytes)
+    old = pickle.loads(old_bytes)  # our own bytes: plain data
     store = PickleStore(path, engine.model_id)
     new = pickle.loads(path.read_bytes())
-    assert new["format"] == 2 and (tmp_path / "faces.pkl.bak").read_bytes() == format_1
+    assert new["format"] == 3 and (tmp_path / "faces.pkl.bak").read_bytes() == old_bytes
+    assert list(new["collections"]) == ["default"] and "people" not in new
     for name, person in old["people"].items():
         faces = store.person_faces(name)
         assert {f.face_id: f.encoding.tobytes() for f in faces} == dict(
             zip(person["ids"], (row.tobytes() for row in np.frombuffer(person["encodings"], "<f4").reshape(-1, 128)),
                 strict=True))
-        assert all(f.created_at is None and f.external_id is None for f in faces)
+        by_id = {f.face_id: f for f in faces}
+        for index, face_id in enumerate(person["ids"]):
+            created = person.get("created", [None] * len(person["ids"]))[index]
+            assert (by_id[face_id].created_at is None) == (created is None)
+            assert by_id[face_id].external_id == person.get("external_ids", [None] * len(person["ids"]))[index]
     PickleStore(path, engine.model_id)  # a second opening finds nothing to upgrade
     assert path.read_bytes() == pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -164,16 +175,19 @@ def test_format_1_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipeline, e
     assert names(recognize(client, "examples/two_people.jpg")) == ["Barack Obama", "Joe Biden"]
     assert client.get("/people").json["people"] == [{"name": "Barack Obama", "face_count": 2},
                                                     {"name": "Joe Biden", "face_count": 1}]
+    assert client.get("/collections").json["collections"] == [
+        {"name": "default", "person_count": 2, "face_count": 3}]
+    assert client.get("/collections/other/people").json["people"] == []
 
 
 def _open_store(path: str, model: str) -> None:
     PickleStore(path, model)
 
 
-def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathlib.Path, pipeline) -> None:
-    format_1 = _format_1_bytes(pipeline)
+def test_two_processes_opening_a_format_2_store_upgrade_it_once(tmp_path: pathlib.Path, pipeline) -> None:
+    old_bytes = _old_format_bytes(pipeline, 2)
     path = tmp_path / "faces.pkl"
-    path.write_bytes(format_1)
+    path.write_bytes(old_bytes)
     model = pipeline.engine.model_id
     context = multiprocessing.get_context("spawn")
     openers = [context.Process(target=_open_store, args=(str(path), model)) for _ in range(2)]
@@ -182,7 +196,7 @@ def test_two_processes_opening_a_format_1_store_upgrade_it_once(tmp_path: pathli
     for process in openers:
         process.join(60)
         assert process.exitcode == 0
-    assert pickle.loads(path.read_bytes())["format"] == 2
-    # Written once: the backup is still the format-1 file, not a second copy of the upgraded one.
-    assert (tmp_path / "faces.pkl.bak").read_bytes() == format_1
+    assert pickle.loads(path.read_bytes())["format"] == 3
+    # Written once: the backup is still the format-2 file, not a second copy of the upgraded one.
+    assert (tmp_path / "faces.pkl.bak").read_bytes() == old_bytes
     assert sum(p.face_count for p in PickleStore(path, model).people()) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 import urllib.parse
 
@@ -112,6 +113,42 @@ def test_schema_1_upgrades_once_with_two_instances_starting_together(pg_url: str
     assert face.face_id == "f1" and face.external_id is None and face.created_at is not None
     for store in stores:
         store.close()
+
+
+def test_schema_2_upgrades_to_collections_keeping_every_face(pg_url: str) -> None:
+    """A database at schema 2 (built by the real migrations 1 and 2) with two people: migration 3 puts them in
+    the default collection, with ids, times and external ids; names are then unique per collection only."""
+    import numpy as np
+
+    from faceapi.store import postgres
+    from faceapi.store.postgres import PostgresStore
+
+    with psycopg.connect(pg_url) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TABLE faceapi_schema (version int NOT NULL)")
+            for version, migration in enumerate(postgres._MIGRATIONS[:2], start=1):
+                conn.execute(migration)
+                conn.execute("INSERT INTO faceapi_schema VALUES (%s)", (version,))
+            for name, face_ids in (("ada", ("a1", "a2")), ("bob", ("b1",))):
+                person = conn.execute("INSERT INTO people (name) VALUES (%s) RETURNING id", (name,)).fetchone()[0]
+                for index, face_id in enumerate(face_ids):
+                    conn.execute("INSERT INTO faces (id, person_id, model, encoding, created_at, external_id) "
+                                 "VALUES (%s, %s, 'm', %s, '2026-01-02T03:04:05Z', %s)",
+                                 (face_id, person, np.full(128, index, "<f4").tobytes(), f"x/{face_id}"))
+            conn.execute("UPDATE gallery_version SET version = 5")
+    store = PostgresStore(pg_url, "m")
+    assert [(c.name, c.person_count, c.face_count) for c in store.collections()] == [("default", 2, 3)]
+    faces = store.person_faces("ada")
+    assert [(f.face_id, f.external_id, f.created_at.year) for f in faces] == [("a1", "x/a1", 2026),
+                                                                                ("a2", "x/a2", 2026)]
+    np.testing.assert_array_equal(faces[1].encoding, np.full(128, 1, "<f4"))
+    assert sorted(store.gallery().names) == ["ada", "ada", "bob"]
+    # The same name and even the same face id in another collection: a different person, a different face.
+    store.import_faces([dataclasses.replace(faces[0], name="ada")], collection="class-2")
+    assert store.gallery(collection="class-2").names == ("ada",)
+    assert store.remove_person("ada", collection="class-2") == 1
+    assert [f.face_id for f in store.person_faces("ada")] == ["a1", "a2"]
+    store.close()
 
 
 def test_faces_of_other_models_count_nowhere(pg_url: str, engine) -> None:

@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, *, engine: FaceEngine | None = 
     app.extensions["faceapi"] = services
     CORS(app, **cors_options(settings))
     requestlog.init_app(app)
-    auth.init_app(app, settings.api_key_digests)
+    auth.init_app(app, settings.keys)
     errors.init_app(app)
     metrics.init_app(app)
     api.register(app)

@@ -6,7 +6,9 @@
     faceapi transfer SOURCE DESTINATION                  copy between stores directly (pickle file or postgresql://)
 
 The service is reached over HTTP (``--url``, default ``$FACEAPI_URL`` or http://localhost:8000) with
-``--api-key`` or ``$FACEAPI_API_KEY`` when it has keys. ``enroll-dir`` sends one image per request, tagged
+``--api-key`` or ``$FACEAPI_API_KEY`` when it has keys. Each command works on one collection,
+``--collection`` (default ``$FACEAPI_COLLECTION``, else the default collection); ``transfer`` copies
+every collection unless given one. ``enroll-dir`` sends one image per request, tagged
 with ``external_id`` ``<person>/<file>``, and first asks the service which of a person's files it already
 holds, so a second run (after a failure, or with new photos) skips what is done, with no state file.
 """
@@ -48,10 +50,11 @@ class ServiceError(Exception):
 
 
 class Service:
-    """A faceapi service at ``url``: the few calls the command line needs."""
+    """A faceapi service at ``url``: the few calls the command line needs, in one collection."""
 
-    def __init__(self, url: str, api_key: str | None) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, url: str, api_key: str | None, collection: str | None = None) -> None:
+        base = url.rstrip("/")
+        self.url = f"{base}/collections/{urllib.parse.quote(collection, safe='')}" if collection else base
         self.headers = {"X-API-Key": api_key} if api_key else {}
 
     def enrolled_external_ids(self, name: str) -> set[str]:
@@ -128,7 +131,7 @@ def enroll_dir(service: Service, folder: pathlib.Path, *, progress: bool = True,
             try:
                 service.enroll(name, image, external_id, detector)
             except ServiceError as error:
-                if error.status is None or error.status == 401 or error.status >= 500:
+                if error.status is None or error.status in (401, 403) or error.status >= 500:
                     raise  # the service, not the image: nothing more can be done
                 summary["refused"].append({"image": external_id, "code": error.code, "message": str(error)})
                 continue
@@ -157,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     copy = commands.add_parser("transfer", help="copy every face between stores, without a service")
     copy.add_argument("source", help="pickle file path or postgresql:// URL to read")
     copy.add_argument("destination", help="pickle file path or postgresql:// URL to add to")
+    copy.add_argument("--collection", help="copy this collection only (default: every collection)")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -170,15 +174,17 @@ def _with_service(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="the service (default $FACEAPI_URL, else %(default)s)")
     parser.add_argument("--api-key", default=os.environ.get("FACEAPI_API_KEY"),
                         help="its API key (default $FACEAPI_API_KEY)")
+    parser.add_argument("--collection", default=os.environ.get("FACEAPI_COLLECTION"),
+                        help="the collection (default $FACEAPI_COLLECTION, else the default collection)")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "transfer":
-        read, added = transfer(args.source, args.destination)
+        read, added = transfer(args.source, args.destination, args.collection)
         print(f"read {read} faces, added {added} new ({read - added} already present)")
         return 0
-    service = Service(args.url, args.api_key)
+    service = Service(args.url, args.api_key, args.collection)
     if args.command == "export":
         service.export(args.file)
         print(f"exported to {args.file}")

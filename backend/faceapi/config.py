@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -18,6 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from faceapi.scanning import DETECTORS
+from faceapi.scopes import ApiKey
+from faceapi.scopes import KeySyntaxError
+from faceapi.scopes import parse_api_keys
 
 
 class ConfigError(ValueError):
@@ -86,20 +88,19 @@ def _database_url(value: str) -> str | None:
     return "must start with postgresql:// (or be unset for the pickle store)"
 
 
-def _api_key_digests(raw: str) -> tuple[str, ...]:
-    """SHA-256 hex digests of the keys: ``sha256:<hex>`` entries as given, plain keys hashed here."""
-    digests = []
-    for entry in (part.strip() for part in raw.split(",")):
-        if not entry:
-            continue
-        if entry.startswith("sha256:"):
-            digest = entry.removeprefix("sha256:").lower()
-            if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
-                raise ValueError("a sha256: entry must hold 64 hex digits")
-            digests.append(digest)
-        else:
-            digests.append(hashlib.sha256(entry.encode()).hexdigest())
-    return tuple(digests)
+def _api_keys(raw: str) -> tuple[ApiKey, ...]:
+    """Comma-separated key entries (`faceapi.scopes`)."""
+    return parse_api_keys(raw.split(","))
+
+
+def _api_keys_file(path: str) -> tuple[ApiKey, ...]:
+    """Key entries, one per line of the file at ``path``; ``#`` starts a comment."""
+    try:
+        with open(path, encoding="utf-8") as key_file:
+            lines = [line.partition("#")[0] for line in key_file]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeySyntaxError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_api_keys(lines, "line")
 
 
 def _any(_value: Any) -> str | None:
@@ -195,13 +196,21 @@ class Settings:
     encode_side_px: int = _setting("FACEAPI_ENCODE_SIDE_PX", 1600, int, "int",
                                    "Longest side of the copy faces are encoded from (at most the uploaded size; a JPEG's draft decode up to 30% longer is used as it is).",
                                    _min_side)
-    api_key_digests: tuple[str, ...] = _setting("API_KEYS", (), _api_key_digests, "list of keys or sha256:<hex> digests",
-                                                "Comma-separated API keys, or `sha256:<hex>` of each; when set, every endpoint but `/health`, `/ready`, `/openapi.json` and `/docs` needs one (`X-API-Key` or `Authorization: Bearer`). Unset: open, with a warning at start-up.",
-                                                secret=True, readme_default="unset")
+    api_keys: tuple[ApiKey, ...] = _setting("API_KEYS", (), _api_keys, "list of keys",
+                                         "Comma-separated API keys, each `<key or sha256:hex> [read-only] [collections=a|b]` (README, \"API keys\"); when set, every endpoint but `/health`, `/ready`, `/openapi.json`, `/docs` and the demo page needs one (`X-API-Key` or `Authorization: Bearer`). Unset, and no key file: open, with a warning at start-up.",
+                                         secret=True, readme_default="unset")
+    api_keys_file: tuple[ApiKey, ...] = _setting("FACEAPI_API_KEYS_FILE", (), _api_keys_file, "key file",
+                                                 "A file of more keys, one entry per line as in `API_KEYS` (`#` starts a comment), read at start-up: for many devices, or keys kept in a mounted secret.",
+                                                 readme_default="unset")
     cors_origins: tuple[str, ...] = _setting("FACEAPI_CORS_ORIGINS", ("*",), _origins, "list of origins",
                                              "Comma-separated origins allowed by CORS; `*` allows any.")
     log_level: str = _setting("FACEAPI_LOG_LEVEL", "info", str.lower, "level", "Logging level of the service and gunicorn.",
                               _log_level)
+
+    @property
+    def keys(self) -> tuple[ApiKey, ...]:
+        """Every configured key: `API_KEYS`'s, then the key file's."""
+        return self.api_keys + self.api_keys_file
 
     @property
     def store_location(self) -> str:
@@ -239,6 +248,8 @@ class Settings:
                 continue
             try:
                 values[name] = spec.parse(raw.strip())
+            except KeySyntaxError as exc:  # says where, never quoting a key
+                problems.append(f"{spec.env}={spec.shown(raw)}: not a valid {spec.kind}: {exc}")
             except ValueError:
                 problems.append(f"{spec.env}={spec.shown(raw)}: not a valid {spec.kind}")
         problems += cls._range_problems(values, environ)

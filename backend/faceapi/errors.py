@@ -25,6 +25,7 @@ from faceapi.requestlog import current_request_id
 from faceapi.store import NameTaken
 from faceapi.store import StoreError
 from faceapi.store import StoreFull
+from faceapi.store import UnknownCollection
 from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 
@@ -52,6 +53,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     ImageTooLarge: (413, "image_too_large"),
     UnknownPerson: (404, "unknown_person"),
     UnknownFace: (404, "unknown_face"),
+    UnknownCollection: (404, "unknown_collection"),
     NameTaken: (409, "name_taken"),
     StoreFull: (507, "insufficient_storage"),
     StoreError: (503, "store_unavailable"),  # includes StoreUnavailable: the database is down
@@ -61,6 +63,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
 _DOMAIN_MESSAGES = {
     UnknownPerson: lambda error: f"no person named {error.args[0]!r} is enrolled",
     UnknownFace: lambda error: f"that person has no face with id {error.args[0]!r}",
+    UnknownCollection: lambda error: f"no collection named {error.args[0]!r} has people",
     NameTaken: lambda error: f"{error.args[0]!r} is enrolled already; send \"merge\": true to merge the two",
 }
 

@@ -9,7 +9,8 @@ and a scrape, whichever worker serves it, adds them all up. Without that variabl
   ``faceapi_request_duration_seconds{endpoint, method}``: the endpoint is the masked
   route (``/people/<name>``), so no person's name becomes a label;
 - ``faceapi_faces_detected_total{endpoint}``: faces found in uploaded images;
-- ``faceapi_people_enrolled`` and ``faceapi_faces_enrolled``: read from the store at scrape;
+- ``faceapi_people_enrolled`` and ``faceapi_faces_enrolled``: read from the store at scrape, summed over
+  the collections (so only a key that reaches every collection may scrape);
 - ``faceapi_store_reloads_total``: whole-gallery reads (a process's first, and each
   after another process changed the store).
 """
@@ -34,6 +35,7 @@ from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from faceapi import auth
 from faceapi.requestlog import elapsed_s
 from faceapi.requestlog import masked_route
 
@@ -58,6 +60,7 @@ def faces_detected(count: int) -> None:
 
 
 @bp.get("/metrics")
+@auth.needs(auth.SERVICE)
 def metrics() -> Response:
     """Every worker's counters, summed, and the store's totals, in Prometheus' text format."""
     registry = CollectorRegistry()
@@ -82,9 +85,11 @@ class _StoreTotals(Collector):
     """People and faces enrolled, read from the store when scraped (every worker sees the same store)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gallery = current_app.extensions["faceapi"].store.gallery()
-        yield GaugeMetricFamily("faceapi_people_enrolled", "People enrolled", value=len(set(gallery.names)))
-        yield GaugeMetricFamily("faceapi_faces_enrolled", "Faces enrolled", value=len(gallery))
+        collections = current_app.extensions["faceapi"].store.collections()
+        yield GaugeMetricFamily("faceapi_people_enrolled", "People enrolled, in every collection",
+                                value=sum(summary.person_count for summary in collections))
+        yield GaugeMetricFamily("faceapi_faces_enrolled", "Faces enrolled, in every collection",
+                                value=sum(summary.face_count for summary in collections))
 
 
 class _Forward(Collector):

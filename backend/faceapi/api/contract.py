@@ -16,14 +16,20 @@ from typing import Any
 from faceapi.api import data
 from faceapi.api import faces
 from faceapi.api import people
+from faceapi.api import recognition
+from faceapi.api.collections import COLLECTION_BLUEPRINTS
+from faceapi.api.collections import SCOPED_PREFIX
 from faceapi.api.fields import Accepts
 from faceapi.api.fields import Field
 from faceapi.auth import OPEN_ENDPOINTS
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.scanning import DETECTORS
+from faceapi.scopes import COLLECTION_NAME
+from faceapi.scopes import DEFAULT_COLLECTION
 
 Schema = dict[str, Any]
-_VIEW_MODULES = {"faces": faces, "people": people, "data": data}
+_VIEW_MODULES = {"faces": faces, "recognition": recognition, "people": people, "data": data}
+_COLLECTION_BLUEPRINT_NAMES = frozenset(blueprint.name for blueprint in COLLECTION_BLUEPRINTS)
 
 
 def _ref(name: str) -> Schema:
@@ -68,6 +74,7 @@ _SCHEMAS: dict[str, Schema] = {
                        "description": "a face's decision; with its box when it came from a photo"},
     "Status": _object({"status": _STRING}),
     "Person": _object({"name": _STRING, "face_count": _INT}),
+    "Collection": _object({"name": _STRING, "person_count": _INT, "face_count": _INT}),
     "FaceInfo": _object({"id": _STRING, "created_at": _nullable({"type": "string", "format": "date-time"}),
                          "external_id": _nullable(_STRING)}),
     "VerifySide": _object({"box": _ref("Box"), "confidence": _NUMBER, "image": _ref("ImageSize")},
@@ -82,6 +89,7 @@ _SCHEMAS: dict[str, Schema] = {
         "format": {"type": "string", "enum": [data.EXPORT_FORMAT]},
         "version": {"type": "integer", "enum": [data.EXPORT_VERSION]},
         "model": _STRING, "exported_at": {"type": "string", "format": "date-time"},
+        "collection": {**_STRING, "description": "the collection exported (an import goes where its URL says)"},
         "people": {"type": "array", "items": _object({
             "name": _STRING, "faces": {"type": "array", "items": _ref("ExportFace")}})}}),
 }
@@ -103,7 +111,8 @@ def _responses(status: int, description: str, schema: Schema, *errors: int) -> d
 _ERROR_MEANINGS = {
     400: "a field is missing or invalid; `field` (and `index`) say which",
     401: "an API key is required (when API_KEYS is set)",
-    404: "no such person, face or endpoint",
+    403: "the API key's scope does not allow this call (another collection, or a read-only key)",
+    404: "no such person, face, collection or endpoint",
     409: "the new name is enrolled already",
     413: "the upload, or the image's pixel count, is over the limit",
     415: "the upload is not an image this service reads",
@@ -116,8 +125,9 @@ _ERROR_MEANINGS = {
 def _operation(endpoint: str, summary: str, responses: dict[str, Any], *, tag: str,
                parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The operation of view ``endpoint``: its fields from its `fields.accepts`, its key from `faceapi.auth`."""
-    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    operation: dict[str, Any] = {"operationId": endpoint, "summary": summary, "tags": [tag], "responses": responses}
     blueprint, _, function = endpoint.partition(".")
+    blueprint = blueprint.removeprefix(SCOPED_PREFIX)
     accepted: Accepts | None = getattr(getattr(_VIEW_MODULES.get(blueprint), function, None), "accepts", None)
     parameters = list(parameters or [])
     if accepted is not None:
@@ -148,7 +158,39 @@ def _path_parameter(name: str, description: str) -> dict[str, Any]:
 _FACES_ANSWER = {"image": _ref("ImageSize"), "detection": _ref("Detection")}
 
 
+_COLLECTION_PATH = "/collections/{collection}"
+_COLLECTION = {"name": "collection", "in": "path", "required": True,
+               "description": f"the collection; the same path without this prefix uses {DEFAULT_COLLECTION!r}",
+               "schema": {"type": "string", "pattern": f"^{COLLECTION_NAME.pattern}$"}}
+
+
 def _paths() -> dict[str, Any]:
+    paths = _unscoped_paths()
+    paths.update(_in_a_collection(paths))
+    paths["/collections"] = {"get": _operation(
+        "collections.collections", "The collections that have people and that the key reaches",
+        _responses(200, "by name", _object({"collections": {"type": "array", "items": _ref("Collection")}}),
+                   401, 403, 503), tag="collections")}
+    paths[_COLLECTION_PATH] = {"delete": _operation(
+        "collections.delete_collection", "Erase a collection: every person and face in it",
+        _responses(200, "erased", _object({"name": _STRING, "deleted_faces": _INT}), 401, 403, 404, 503, 507),
+        parameters=[_COLLECTION], tag="collections")}
+    return paths
+
+
+def _in_a_collection(paths: dict[str, Any]) -> dict[str, Any]:
+    """The paths of `faceapi.api.COLLECTION_BLUEPRINTS` again, under ``/collections/{collection}``."""
+    scoped = {}
+    for path, item in paths.items():
+        if all(op["operationId"].partition(".")[0] in _COLLECTION_BLUEPRINT_NAMES for op in item.values()):
+            scoped[_COLLECTION_PATH + path] = {method: {
+                **operation, "operationId": SCOPED_PREFIX + operation["operationId"],
+                "summary": f"{operation['summary']} (in the collection)",
+                "parameters": [_COLLECTION, *operation.get("parameters", [])]} for method, operation in item.items()}
+    return scoped
+
+
+def _unscoped_paths() -> dict[str, Any]:
     person = _path_parameter("name", "the person's name, URL-encoded")
     html = {"200": {"description": "an HTML page", "content": {"text/html": {"schema": _STRING}}}}
     return {
@@ -168,12 +210,12 @@ def _paths() -> dict[str, Any]:
                 {"box": _ref("Box"), "confidence": _NUMBER, "encoding": _ref("Encoding")}, optional=("confidence",))}}),
                 400, 401, 413, 415), tag="faces")},
         "/recognize": {"post": _operation(
-            "faces.recognize", "Recognize every face of a photo, or posted encodings",
+            "recognition.recognize", "Recognize every face of a photo, or posted encodings",
             _responses(200, "one decision per face (no box, image or detection for posted encodings)", _object(
                 {**_FACES_ANSWER, "faces": {"type": "array", "items": _ref("RecognizedFace")}},
                 optional=("image", "detection")), 400, 401, 413, 415, 503), tag="faces")},
         "/verify": {"post": _operation(
-            "faces.verify", "Are two faces the same person? image_a and image_b, or image and an enrolled name",
+            "recognition.verify", "Are two faces the same person? image_a and image_b, or image and an enrolled name",
             _responses(200, "the verdict and the boxes used", _ref("Verdict"), 400, 401, 404, 413, 415, 422, 503),
             tag="faces")},
         "/enroll": {"post": _operation(

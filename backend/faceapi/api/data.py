@@ -1,14 +1,15 @@
-"""Moving enrollments in and out: ``GET /export`` streams them all, ``POST /import`` loads such a file.
+"""Moving enrollments in and out: ``GET /export`` streams a collection's, ``POST /import`` loads such a file.
 
 The format is JSON, versioned, and never a pickle (docs in README, "Export format"):
 
     {"format": "faceapi-export", "version": 1, "model": "<the encoder's id>", "exported_at": "...Z",
-     "people": [{"name": "...", "faces": [{"id": "...", "created_at": "...Z" | null,
+     "collection": "<where it came from>", "people": [{"name": "...", "faces": [{"id": "...", "created_at": "...Z" | null,
                                            "external_id": "..." | null, "encoding": [128 numbers]}]}]}
 
 An import is validated whole before anything is written, refuses encodings of another
-model, and is one store step: ``merge`` adds faces whose ids are new, ``replace`` makes
-the store hold exactly the file.
+model, and is one store step: ``merge`` adds faces whose ids are new to the collection,
+``replace`` makes the collection hold exactly the file. A file may be imported into any
+collection: ``collection`` in it says where it came from, not where it goes.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ _FACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @bp.get("/export")
-def export() -> Response:
-    """Every person and face with its encoding, streamed one person at a time."""
+def export(collection: str) -> Response:
+    """Every person and face of the collection with its encoding, streamed one person at a time."""
     services = get_services()
-    records = services.store.faces()
+    records = services.store.faces(collection=collection)
     header = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": services.engine.model_id,
-              "exported_at": json_time(utc_now())}
+              "exported_at": json_time(utc_now()), "collection": collection}
 
     def stream() -> Iterator[str]:
         yield json.dumps(header)[:-1] + ', "people": ['
@@ -61,12 +62,12 @@ def export() -> Response:
 
 @bp.post("/import")
 @fields.accepts(form=(fields.MODE, fields.FILE), required=("file",))
-def import_file(values: dict[str, Any]) -> dict[str, Any]:
+def import_file(values: dict[str, Any], collection: str) -> dict[str, Any]:
     """Load an export (multipart ``file``); ``mode`` is ``merge`` (the default) or ``replace``."""
     mode = values["mode"] or "merge"
     services = get_services()
     records, people = _parse_export(values["file"].read(), services.engine.model_id)
-    added = services.store.import_faces(records, replace=mode == "replace")
+    added = services.store.import_faces(records, replace=mode == "replace", collection=collection)
     return {"mode": mode, "people": people, "faces": len(records), "added": added}
 
 

@@ -1,4 +1,8 @@
-"""Endpoints for enrolled people: enroll, list (paged), show, rename or merge, delete, delete one face."""
+"""Endpoints for enrolled people: enroll, list (paged), show, rename or merge, delete, delete one face.
+
+Each is served at its path (the default collection) and under ``/collections/<collection>``
+(`faceapi.api.register`); its view gets the collection as ``collection``.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ class PersonNameConverter(PathConverter):
 @bp.post("/enroll")
 @fields.accepts(form=(fields.NAME, fields.IMAGES, fields.EXTERNAL_ID, *fields.DETECTION),
                 json=(fields.NAME, fields.ENCODINGS, fields.EXTERNAL_IDS), required=("name", "image", "encodings"))
-def enroll(values: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Add faces to person ``name``: the one face of each uploaded ``image``, or posted ``encodings``.
+def enroll(values: dict[str, Any], collection: str) -> tuple[dict[str, Any], int]:
+    """Add faces to person ``name`` of the collection: the one face of each uploaded ``image``, or posted
+    ``encodings``.
 
     All are added or none is. Enrolling an existing name adds to that person.
     """
@@ -38,7 +43,7 @@ def enroll(values: dict[str, Any]) -> tuple[dict[str, Any], int]:
     if "encodings" in values:
         encodings = values["encodings"]
         external_ids = _external_ids(values["external_ids"], len(encodings))
-        enrollment = get_services().store.add_faces(name, encodings, external_ids)
+        enrollment = get_services().store.add_faces(name, encodings, external_ids, collection=collection)
         faces = [{"id": face_id} for face_id in enrollment.face_ids]
         return {"name": enrollment.name, "faces": faces, "face_count": enrollment.face_count}, 201
     uploads = values["image"]
@@ -46,7 +51,7 @@ def enroll(values: dict[str, Any]) -> tuple[dict[str, Any], int]:
     found = [find_one_face(upload, _image_field(index, len(uploads)), values, min_side_px=MIN_ENROLL_FACE_PX)
              for index, upload in enumerate(uploads)]
     encodings = np.stack([analysis.faces[0].encoding for analysis in found])
-    enrollment = get_services().store.add_faces(name, encodings, external_ids)
+    enrollment = get_services().store.add_faces(name, encodings, external_ids, collection=collection)
     return {
         "name": enrollment.name,
         "faces": [
@@ -59,10 +64,10 @@ def enroll(values: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 @bp.get("/people")
 @fields.accepts(query=(fields.LIMIT, fields.CURSOR))
-def people(values: dict[str, Any]) -> dict[str, Any]:
+def people(values: dict[str, Any], collection: str) -> dict[str, Any]:
     """Enrolled people by name, a page at a time: ``limit`` per page, ``cursor`` from the last page's ``next``."""
     limit = values["limit"] or fields.DEFAULT_PAGE_SIZE
-    page = get_services().store.people(limit=limit + 1, after=values["cursor"])
+    page = get_services().store.people(limit=limit + 1, after=values["cursor"], collection=collection)
     more = len(page) > limit
     page = page[:limit]
     return {"people": [dataclasses.asdict(person) for person in page],
@@ -70,33 +75,34 @@ def people(values: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/people/<person:name>")
-def person(name: str) -> dict[str, Any]:
+def person(name: str, collection: str) -> dict[str, Any]:
     """One person's faces: id, creation time and the client's ``external_id``, oldest first."""
-    faces = get_services().store.person_faces(name)
+    faces = get_services().store.person_faces(name, collection=collection)
     return {"name": name, "face_count": len(faces), "faces": [stored_face_json(face) for face in faces]}
 
 
 @bp.patch("/people/<person:name>")
 @fields.accepts(json=(fields.NAME, fields.MERGE), required=("name",))
-def rename_person(values: dict[str, Any], name: str) -> dict[str, Any]:
+def rename_person(values: dict[str, Any], name: str, collection: str) -> dict[str, Any]:
     """Rename a person (JSON ``{"name": new}``); onto an enrolled name only with ``"merge": true``."""
     if fields.json_body() is None:
         raise InvalidRequest("invalid_json", 'send a JSON body such as {"name": "new name"}')
-    face_count = get_services().store.rename_person(name, values["name"], merge=values["merge"])
+    face_count = get_services().store.rename_person(name, values["name"], merge=values["merge"],
+                                                    collection=collection)
     return {"name": values["name"], "face_count": face_count}
 
 
 @bp.delete("/people/<person:name>")
-def delete_person(name: str) -> dict[str, Any]:
+def delete_person(name: str, collection: str) -> dict[str, Any]:
     """Remove a person and every face enrolled for them."""
-    removed = get_services().store.remove_person(name)
+    removed = get_services().store.remove_person(name, collection=collection)
     return {"name": name, "deleted_faces": removed}
 
 
 @bp.delete("/people/<person:name>/faces/<face_id>")
-def delete_face(name: str, face_id: str) -> dict[str, Any]:
+def delete_face(name: str, face_id: str, collection: str) -> dict[str, Any]:
     """Remove one face; the person keeps the others (and is removed with their last face)."""
-    left = get_services().store.remove_face(name, face_id)
+    left = get_services().store.remove_face(name, face_id, collection=collection)
     return {"name": name, "deleted_face": face_id, "face_count": left}
 
 

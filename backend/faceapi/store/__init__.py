@@ -4,6 +4,12 @@ Every backend meets the `Store` protocol; `open_store` picks one from the
 settings. Stores hold names and float arrays only, never engine objects, and
 raise instead of returning a failure flag: a store that loses data silently is
 worse than one that fails loudly.
+
+Every enrollment belongs to one collection (`faceapi.scopes`): each method takes
+``collection``, `DEFAULT_COLLECTION` when not given. People's names and face ids are
+unique within a collection, and nothing of one collection shows through another.
+A collection exists while it has people: enrolling creates it, removing its last
+person or `Store.remove_collection` ends it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 
 from faceapi.config import POSTGRES_URL_SCHEMES
 from faceapi.matching import Gallery
+from faceapi.scopes import DEFAULT_COLLECTION
 
 
 class StoreError(RuntimeError):
@@ -37,6 +44,10 @@ class UnknownPerson(KeyError):
     """No person of that name is enrolled."""
 
 
+class UnknownCollection(KeyError):
+    """No collection of that name has people."""
+
+
 class UnknownFace(KeyError):
     """The person has no face of that id."""
 
@@ -50,6 +61,15 @@ class PersonSummary:
     """A person and how many faces they have enrolled."""
 
     name: str
+    face_count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectionSummary:
+    """A collection and how many people and faces it holds."""
+
+    name: str
+    person_count: int
     face_count: int
 
 
@@ -90,54 +110,67 @@ def utc_now() -> datetime.datetime:
 class Store(Protocol):
     """The contract every backend meets. All methods are safe from many threads and processes."""
 
-    def add_faces(self, name: str, encodings: np.ndarray,
-                  external_ids: Sequence[str | None] | None = None) -> Enrollment:
+    def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
+                  *, collection: str = DEFAULT_COLLECTION) -> Enrollment:
         """Add the ``(n, 128)`` ``encodings`` to person ``name``, creating the person if new.
 
         :param external_ids: the client's reference for each face, or None.
         All faces are added or none is. :raises StoreError: nothing was added.
         """
 
-    def remove_person(self, name: str) -> int:
+    def remove_person(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> int:
         """Remove person ``name`` and all their faces; return how many faces went.
 
         :raises UnknownPerson: no such person. :raises StoreError: nothing was removed.
         """
 
-    def remove_face(self, name: str, face_id: str) -> int:
+    def remove_face(self, name: str, face_id: str, *, collection: str = DEFAULT_COLLECTION) -> int:
         """Remove one face of person ``name``; return how many faces the person has left.
 
         A person whose last face goes is removed: a person without a face cannot be recognised.
         :raises UnknownPerson: no such person. :raises UnknownFace: the person has no such face.
         """
 
-    def rename_person(self, name: str, new_name: str, *, merge: bool = False) -> int:
+    def rename_person(self, name: str, new_name: str, *, merge: bool = False,
+                      collection: str = DEFAULT_COLLECTION) -> int:
         """Give person ``name`` and their faces the name ``new_name``; return the faces it now has.
 
         :param merge: if ``new_name`` is enrolled, add these faces to that person.
         :raises UnknownPerson: no person ``name``. :raises NameTaken: ``new_name`` is enrolled and not ``merge``.
         """
 
-    def people(self, limit: int | None = None, after: str | None = None) -> list[PersonSummary]:
+    def people(self, limit: int | None = None, after: str | None = None, *,
+               collection: str = DEFAULT_COLLECTION) -> list[PersonSummary]:
         """Enrolled people sorted by name (code point order): at most ``limit``, names after ``after`` only."""
 
-    def person_faces(self, name: str) -> list[FaceRecord]:
+    def person_faces(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         """The faces of person ``name``, oldest first. :raises UnknownPerson: no such person."""
 
-    def gallery(self) -> Gallery:
-        """Every enrolled face as a matching matrix, including every other process's latest writes.
+    def gallery(self, *, collection: str = DEFAULT_COLLECTION) -> Gallery:
+        """Every face of the collection as a matching matrix, including every other process's latest writes.
 
-        Cheap when nothing changed: implementations cache and check a change marker.
+        Built on a process's first request for that collection and kept; cheap when nothing changed:
+        implementations check a change marker. A write elsewhere does not rebuild it.
         """
 
-    def faces(self) -> list[FaceRecord]:
-        """Every enrolled face, for export, ordered by person and then as `person_faces` orders them."""
+    def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
+        """Every face of the collection, for export, ordered by person and then as `person_faces` orders them."""
 
-    def import_faces(self, records: list[FaceRecord], *, replace: bool = False) -> int:
-        """Add ``records`` in one step, skipping face ids already present; return how many were new.
+    def import_faces(self, records: list[FaceRecord], *, replace: bool = False,
+                     collection: str = DEFAULT_COLLECTION) -> int:
+        """Add ``records`` in one step, skipping face ids already in the collection; return how many were new.
 
-        :param replace: first remove every enrolled person, in the same step: the store then holds
+        :param replace: first remove every person of the collection, in the same step: it then holds
             exactly ``records``. Readers see the old contents or the new, never a mixture.
+        """
+
+    def collections(self) -> list[CollectionSummary]:
+        """Every collection that has people, by name (code point order)."""
+
+    def remove_collection(self, collection: str) -> int:
+        """Remove a collection with all its people and faces; return how many faces went.
+
+        :raises UnknownCollection: it has no people.
         """
 
     def check(self) -> None:

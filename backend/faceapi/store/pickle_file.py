@@ -12,12 +12,16 @@
   format holds only dicts, lists, strings, numbers and bytes (encodings are raw
   little-endian float32), so a file carrying code is refused, not run.
 - A file of an older format is upgraded in place when the store opens, under
-  the lock, with every face kept; the file it replaces stays as ``<path>.bak``.
+  the lock, with every face kept (format 3 puts the faces of formats 1 and 2 in
+  the default collection); the file it replaces stays as ``<path>.bak``.
+- A collection's gallery matrix is built when a request first needs it, and
+  rebuilt only after that collection changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import fcntl
@@ -39,26 +43,31 @@ from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
 from faceapi.matching import stored_matrix
+from faceapi.scopes import DEFAULT_COLLECTION
+from faceapi.store import CollectionSummary
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
 from faceapi.store import NameTaken
 from faceapi.store import PersonSummary
 from faceapi.store import StoreError
 from faceapi.store import StoreFull
+from faceapi.store import UnknownCollection
 from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
 from faceapi.store import utc_now
 
-FORMAT_VERSION = 2
-_READABLE_FORMATS = (1, FORMAT_VERSION)
+FORMAT_VERSION = 3
+_READABLE_FORMATS = (1, 2, FORMAT_VERSION)
 _T = TypeVar("_T")
 
-# {"format": 2, "model": str, "people": {name: _Person}}; format 1 had only "ids" and "encodings".
+# {"format": 3, "model": str, "collections": {collection: {name: _Person}}}; a collection without people
+# is left out. Format 2 had "people": {name: _Person} (one collection); format 1 had only "ids" and "encodings".
 # _Person: {"ids": [str], "encodings": bytes (n x 128 float32), "created": [int microseconds since
 # the epoch, UTC | None], "external_ids": [str | None]}: parallel lists, one entry per face.
 _Data = dict[str, Any]
 _Person = dict[str, Any]
+_People = dict[str, _Person]
 _Signature = tuple[int, int, int, int]
 
 
@@ -67,6 +76,29 @@ class _PlainUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"the store file refers to {module}.{name}; only plain data is allowed")
+
+
+@dataclasses.dataclass
+class _Contents:
+    """One version of the file as read: its data, and the collections' galleries built from it so far."""
+
+    signature: _Signature | None
+    data: _Data
+    galleries: dict[str, Gallery] = dataclasses.field(default_factory=dict)
+
+    def gallery(self, collection: str) -> Gallery:
+        gallery = self.galleries.get(collection)
+        if gallery is None:  # two threads may both build it; either result is the same
+            gallery = self.galleries[collection] = _gallery_of(_people(self.data, collection))
+        return gallery
+
+    def keep_unchanged(self, older: _Contents | None) -> _Contents:
+        """Take over ``older``'s galleries of the collections this version has not changed."""
+        if older is not None:
+            for collection, gallery in older.galleries.items():
+                if _people(older.data, collection) == _people(self.data, collection):
+                    self.galleries.setdefault(collection, gallery)
+        return self
 
 
 class PickleStore:
@@ -85,41 +117,43 @@ class PickleStore:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._model_id = model_id
         self._thread_lock = threading.Lock()
-        self._cache: tuple[_Signature | None, _Data, Gallery] | None = None
+        self._cache: _Contents | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
-        if self._current()[1]["format"] != FORMAT_VERSION:
+        if self._current().data["format"] != FORMAT_VERSION:
             self._upgrade_in_place()
 
-    def add_faces(self, name: str, encodings: np.ndarray,
-                  external_ids: Sequence[str | None] | None = None) -> Enrollment:
+    def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
+                  *, collection: str = DEFAULT_COLLECTION) -> Enrollment:
         matrix = np.asarray(encodings, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
         created = utc_now()
         records = [FaceRecord(new_face_id(), name, row, created, external_id)
                    for row, external_id in zip(matrix, external_ids or [None] * len(matrix), strict=True)]
 
         def add(data: _Data) -> Enrollment:
-            person = data["people"].setdefault(name, _new_person())
+            person = _people(data, collection, create=True).setdefault(name, _new_person())
             for record in records:
                 _append(person, record)
             return Enrollment(name, tuple(record.face_id for record in records), len(person["ids"]))
 
         return self._update(add)
 
-    def remove_person(self, name: str) -> int:
+    def remove_person(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> int:
         def remove(data: _Data) -> int:
-            count = len(_person(data, name)["ids"])
-            del data["people"][name]
+            people = _people(data, collection)
+            count = len(_person(people, name)["ids"])
+            del people[name]
             return count
 
         # Right to erasure: the backup must not keep what was deleted.
         return self._update(remove, erase=True)
 
-    def remove_face(self, name: str, face_id: str) -> int:
+    def remove_face(self, name: str, face_id: str, *, collection: str = DEFAULT_COLLECTION) -> int:
         def remove(data: _Data) -> int:
-            person = _person(data, name)
+            people = _people(data, collection)
+            person = _person(people, name)
             try:
                 index = person["ids"].index(face_id)
             except ValueError:
@@ -130,22 +164,24 @@ class PickleStore:
             for field in ("ids", "created", "external_ids"):
                 person[field] = [person[field][i] for i in kept]
             if not kept:
-                del data["people"][name]
+                del people[name]
             return len(kept)
 
         return self._update(remove, erase=True)
 
-    def rename_person(self, name: str, new_name: str, *, merge: bool = False) -> int:
+    def rename_person(self, name: str, new_name: str, *, merge: bool = False,
+                      collection: str = DEFAULT_COLLECTION) -> int:
         def rename(data: _Data) -> int:
-            person = _person(data, name)
+            people = _people(data, collection)
+            person = _person(people, name)
             if new_name == name:
                 return len(person["ids"])
-            target = data["people"].get(new_name)
+            target = people.get(new_name)
             if target is not None and not merge:
                 raise NameTaken(new_name)
-            del data["people"][name]
+            del people[name]
             if target is None:
-                data["people"][new_name] = person
+                people[new_name] = person
                 return len(person["ids"])
             for field in ("ids", "created", "external_ids", "encodings"):
                 target[field] += person[field]
@@ -153,31 +189,34 @@ class PickleStore:
 
         return self._update(rename)
 
-    def people(self, limit: int | None = None, after: str | None = None) -> list[PersonSummary]:
-        data = self._current()[1]
-        names = sorted(name for name in data["people"] if after is None or name > after)
-        return [PersonSummary(name, len(data["people"][name]["ids"])) for name in names[:limit]]
+    def people(self, limit: int | None = None, after: str | None = None, *,
+               collection: str = DEFAULT_COLLECTION) -> list[PersonSummary]:
+        people = _people(self._current().data, collection)
+        names = sorted(name for name in people if after is None or name > after)
+        return [PersonSummary(name, len(people[name]["ids"])) for name in names[:limit]]
 
-    def person_faces(self, name: str) -> list[FaceRecord]:
-        return _records(name, _person(self._current()[1], name))
+    def person_faces(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
+        return _records(name, _person(_people(self._current().data, collection), name))
 
-    def gallery(self) -> Gallery:
-        return self._current()[2]
+    def gallery(self, *, collection: str = DEFAULT_COLLECTION) -> Gallery:
+        return self._current().gallery(collection)
 
-    def faces(self) -> list[FaceRecord]:
-        data = self._current()[1]
-        return [record for name, person in sorted(data["people"].items()) for record in _records(name, person)]
+    def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
+        people = _people(self._current().data, collection)
+        return [record for name, person in sorted(people.items()) for record in _records(name, person)]
 
-    def import_faces(self, records: list[FaceRecord], *, replace: bool = False) -> int:
+    def import_faces(self, records: list[FaceRecord], *, replace: bool = False,
+                     collection: str = DEFAULT_COLLECTION) -> int:
         def add_new(data: _Data) -> int:
+            people = _people(data, collection, create=True)
             if replace:
-                data["people"] = {}
-            known = {face_id for person in data["people"].values() for face_id in person["ids"]}
+                people.clear()
+            known = {face_id for person in people.values() for face_id in person["ids"]}
             added = 0
             for record in records:
                 if record.face_id in known:
                     continue
-                _append(data["people"].setdefault(record.name, _new_person()), record)
+                _append(people.setdefault(record.name, _new_person()), record)
                 known.add(record.face_id)
                 added += 1
             return added
@@ -185,21 +224,35 @@ class PickleStore:
         # A replace deletes: the backup must not keep what it removed.
         return self._update(add_new, erase=replace)
 
+    def collections(self) -> list[CollectionSummary]:
+        collections = self._current().data["collections"]
+        return [CollectionSummary(name, len(people), sum(len(person["ids"]) for person in people.values()))
+                for name, people in sorted(collections.items())]
+
+    def remove_collection(self, collection: str) -> int:
+        def remove(data: _Data) -> int:
+            people = data["collections"].pop(collection, None)
+            if not people:
+                raise UnknownCollection(collection)
+            return sum(len(person["ids"]) for person in people.values())
+
+        return self._update(remove, erase=True)
+
     def check(self) -> None:
         self._current()
 
     def close(self) -> None:
         self._cache = None
 
-    def _current(self) -> tuple[_Signature | None, _Data, Gallery]:
+    def _current(self) -> _Contents:
         """The cached contents, reloaded first if another process replaced the file."""
         signature = self._signature()
         cache = self._cache
-        if cache is not None and cache[0] == signature:
+        if cache is not None and cache.signature == signature:
             return cache
         with self._thread_lock:
-            if self._cache is None or self._cache[0] != self._signature():
-                self._cache = self._read()
+            if self._cache is None or self._cache.signature != self._signature():
+                self._cache = self._read().keep_unchanged(self._cache)
                 self._on_reload()
             return self._cache
 
@@ -213,19 +266,16 @@ class PickleStore:
             raise StoreError(f"cannot read the store {self.path}: {exc.strerror}") from exc
         return (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def _read(self) -> tuple[_Signature | None, _Data, Gallery]:
+    def _read(self) -> _Contents:
         try:
             with open(self.path, "rb") as store_file:
                 stat = os.fstat(store_file.fileno())
                 raw = store_file.read()
         except FileNotFoundError:
-            data = {"format": FORMAT_VERSION, "model": self._model_id, "people": {}}
-            return None, data, Gallery.empty()
+            return _Contents(None, {"format": FORMAT_VERSION, "model": self._model_id, "collections": {}})
         except OSError as exc:
             raise StoreError(f"cannot read the store {self.path}: {exc.strerror}") from exc
-        data = self._parse(raw)
-        signature = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        return signature, data, _gallery_of(data)
+        return _Contents((stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size), self._parse(raw))
 
     def _parse(self, raw: bytes) -> _Data:
         try:
@@ -239,11 +289,12 @@ class PickleStore:
         if data.get("model") != self._model_id:
             raise StoreError(f"the store {self.path} holds encodings made by models {data.get('model')!r}, "
                              f"not by this service's {self._model_id!r}; they cannot be mixed")
-        people = data.get("people")
-        if isinstance(people, dict) and data["format"] == 1:
-            for person in people.values():
-                _upgrade_from_format_1(person)
-        if not isinstance(people, dict) or not all(_valid_person(n, p) for n, p in people.items()):
+        if data["format"] < 3:
+            _upgrade_to_format_3(data)
+        collections = data.get("collections")
+        if not isinstance(collections, dict) or not all(
+                isinstance(name, str) and isinstance(people, dict) and all(_valid_person(*p) for p in people.items())
+                for name, people in collections.items()):
             raise StoreError(f"the store {self.path} has a malformed person record")
         return data
 
@@ -253,19 +304,19 @@ class PickleStore:
         :param erase: the change deletes data, so the backup becomes the new version, not the old one.
         """
         with self._thread_lock, self._file_lock():
-            _signature, data, _gallery = self._read()
+            data = self._read().data
             result = change(data)
             signature = self._write(data, erase=erase)
-            self._cache = (signature, data, _gallery_of(data))
+            self._cache = _Contents(signature, data).keep_unchanged(self._cache)
             return result
 
     def _upgrade_in_place(self) -> None:
         """Rewrite an older format as the current one, unless another process just did (the lock decides)."""
         with self._thread_lock, self._file_lock():
-            signature, data, gallery = self._read()
-            if data["format"] != FORMAT_VERSION:
-                signature = self._write(data, erase=False)  # the old file stays as the backup
-            self._cache = (signature, data, gallery)
+            contents = self._read()
+            if contents.data["format"] != FORMAT_VERSION:  # the old file stays as the backup
+                contents = _Contents(self._write(contents.data, erase=False), contents.data)
+            self._cache = contents
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -283,6 +334,7 @@ class PickleStore:
     def _write(self, data: _Data, *, erase: bool) -> _Signature:
         """Write ``data`` atomically and durably; the backup is the replaced file, or with ``erase`` the new one."""
         data["format"] = FORMAT_VERSION
+        data["collections"] = {name: people for name, people in data["collections"].items() if people}
         payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self._tmp_prefix(), suffix=".tmp")
@@ -343,20 +395,33 @@ def _valid_person(name: Any, person: Any) -> bool:
     )
 
 
-def _upgrade_from_format_1(person: Any) -> None:
-    """Format 2 adds creation times (unknown for older faces) and external ids (none) to each person."""
-    if isinstance(person, dict) and isinstance(person.get("ids"), list):
-        person.setdefault("created", [None] * len(person["ids"]))
-        person.setdefault("external_ids", [None] * len(person["ids"]))
+def _upgrade_to_format_3(data: _Data) -> None:
+    """Format 3 holds collections, and formats 1 and 2 one: theirs becomes the default collection.
+    Format 2 added creation times (unknown for older faces) and external ids (none) to each person."""
+    people = data.pop("people", None)
+    if data["format"] == 1 and isinstance(people, dict):
+        for person in people.values():
+            if isinstance(person, dict) and isinstance(person.get("ids"), list):
+                person.setdefault("created", [None] * len(person["ids"]))
+                person.setdefault("external_ids", [None] * len(person["ids"]))
+    if isinstance(people, dict):
+        data["collections"] = {DEFAULT_COLLECTION: people} if people else {}
+
+
+def _people(data: _Data, collection: str, *, create: bool = False) -> _People:
+    """The collection's people by name; with ``create``, a new collection is added (for a write)."""
+    if create:
+        return data["collections"].setdefault(collection, {})
+    return data["collections"].get(collection, {})
 
 
 def _new_person() -> _Person:
     return {"ids": [], "encodings": b"", "created": [], "external_ids": []}
 
 
-def _person(data: _Data, name: str) -> _Person:
+def _person(people: _People, name: str) -> _Person:
     try:
-        return data["people"][name]
+        return people[name]
     except KeyError:
         raise UnknownPerson(name) from None
 
@@ -387,8 +452,7 @@ def _datetime(microseconds: int) -> datetime.datetime:
     return _EPOCH + datetime.timedelta(microseconds=microseconds)
 
 
-def _gallery_of(data: _Data) -> Gallery:
-    people = data["people"]
+def _gallery_of(people: _People) -> Gallery:
     names = [name for name, person in people.items() for _ in person["ids"]]
     return Gallery.from_stored(names, b"".join(person["encodings"] for person in people.values()))
 

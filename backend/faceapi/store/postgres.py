@@ -3,10 +3,12 @@
 - Schema changes are numbered migrations, applied at start-up under an advisory
   lock, so any number of instances may start at once and a later change is a new
   entry in `_MIGRATIONS`, not a manual step.
-- Every enroll and delete is one transaction that also bumps a one-row version
-  counter. Each request reads only that counter (one indexed row); the gallery
-  matrix is reloaded only when it moved, so every worker of every instance sees
-  every change on its next request without reloading the gallery each time.
+- Every enroll and delete is one transaction that also bumps its collection's
+  version counter. A recognition reads only that counter (one indexed row); the
+  collection's gallery matrix is loaded on a process's first request for it and
+  reloaded only when the counter moved, so every worker of every instance sees
+  every change on its next request, and a write in one collection costs the
+  others nothing.
 - Connections are not process-safe: the pool is created in each worker, after
   fork, on first use (`open=False` spelled out); start-up checks in the master use
   a one-off connection. A dropped connection is replaced by the pool's check; a
@@ -31,12 +33,15 @@ from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Gallery
 from faceapi.matching import stored_matrix
+from faceapi.scopes import DEFAULT_COLLECTION
+from faceapi.store import CollectionSummary
 from faceapi.store import Enrollment
 from faceapi.store import FaceRecord
 from faceapi.store import NameTaken
 from faceapi.store import PersonSummary
 from faceapi.store import StoreError
 from faceapi.store import StoreUnavailable
+from faceapi.store import UnknownCollection
 from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
@@ -70,6 +75,27 @@ _MIGRATIONS = [
     """,
     # 2: the client's own reference for a face, given at enrollment.
     "ALTER TABLE faces ADD COLUMN external_id text;",
+    # 3: collections, each with its own change counter; every face so far goes to the default one.
+    # Names and face ids become unique per collection; faces carry it too, so a gallery is one index range.
+    """
+    CREATE TABLE collections (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        version bigint NOT NULL DEFAULT 0
+    );
+    INSERT INTO collections (name) VALUES ('default');
+    ALTER TABLE people ADD COLUMN collection_id bigint REFERENCES collections (id) ON DELETE CASCADE;
+    UPDATE people SET collection_id = (SELECT id FROM collections WHERE name = 'default');
+    ALTER TABLE people ALTER COLUMN collection_id SET NOT NULL;
+    ALTER TABLE people DROP CONSTRAINT people_name_key;
+    ALTER TABLE people ADD CONSTRAINT people_collection_name_key UNIQUE (collection_id, name);
+    ALTER TABLE faces ADD COLUMN collection_id bigint;
+    UPDATE faces f SET collection_id = p.collection_id FROM people p WHERE p.id = f.person_id;
+    ALTER TABLE faces ALTER COLUMN collection_id SET NOT NULL;
+    ALTER TABLE faces DROP CONSTRAINT faces_pkey;
+    ALTER TABLE faces ADD PRIMARY KEY (collection_id, id);
+    DROP TABLE gallery_version;
+    """,
 ]
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
 
@@ -92,52 +118,58 @@ class PostgresStore:
         self._pool: ConnectionPool | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
-        self._cache: tuple[int, Gallery] | None = None
+        # collection name -> ((its row id, its version), its gallery), for the collections asked for.
+        self._galleries: dict[str, tuple[tuple[int, int], Gallery]] = {}
         with _unavailable_on_error(), psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             migrate(conn)
 
-    def add_faces(self, name: str, encodings: np.ndarray,
-                  external_ids: Sequence[str | None] | None = None) -> Enrollment:
+    def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
+                  *, collection: str = DEFAULT_COLLECTION) -> Enrollment:
         matrix = np.asarray(encodings, dtype=STORED_DTYPE).reshape(-1, ENCODING_WIDTH)
         created = utc_now()
         records = [FaceRecord(new_face_id(), name, row, created, external_id)
                    for row, external_id in zip(matrix, external_ids or [None] * len(matrix), strict=True)]
         with self._transaction() as cur:
-            person_id = _person_id(cur, name)
-            self._insert(cur, person_id, records)
-            _bump_version(cur)
+            collection_id = _collection_id(cur, collection)
+            person_id = _person_id(cur, collection_id, name)
+            self._insert(cur, collection_id, person_id, records)
+            _bump_version(cur, collection_id)
             count = _face_count(cur, person_id)
         return Enrollment(name, tuple(record.face_id for record in records), count)
 
-    def remove_person(self, name: str) -> int:
+    def remove_person(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> int:
         with self._transaction() as cur:
             row = cur.execute(
-                "WITH gone AS (DELETE FROM people WHERE name = %s RETURNING id) "
-                "SELECT count(f.id) FROM gone LEFT JOIN faces f ON f.person_id = gone.id GROUP BY gone.id",
-                (name,),
+                "WITH gone AS (DELETE FROM people WHERE name = %s AND collection_id = "
+                "(SELECT id FROM collections WHERE name = %s) RETURNING id, collection_id) "
+                "SELECT gone.collection_id, count(f.id) FROM gone LEFT JOIN faces f ON f.person_id = gone.id "
+                "GROUP BY gone.id, gone.collection_id",
+                (name, collection),
             ).fetchone()
             if row is None:
                 raise UnknownPerson(name)
-            _bump_version(cur)
-        return row[0]
+            _bump_version(cur, row[0])
+        return row[1]
 
-    def remove_face(self, name: str, face_id: str) -> int:
+    def remove_face(self, name: str, face_id: str, *, collection: str = DEFAULT_COLLECTION) -> int:
         with self._transaction() as cur:
-            person_id = _existing_person_id(cur, name)
-            if cur.execute("DELETE FROM faces WHERE id = %s AND person_id = %s",
-                           (face_id, person_id)).rowcount == 0:
+            collection_id, person_id = _existing_person(cur, collection, name)
+            if cur.execute("DELETE FROM faces WHERE collection_id = %s AND id = %s AND person_id = %s",
+                           (collection_id, face_id, person_id)).rowcount == 0:
                 raise UnknownFace(face_id)
             left = _face_count(cur, person_id)
             if left == 0:
                 cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
-            _bump_version(cur)
+            _bump_version(cur, collection_id)
         return left
 
-    def rename_person(self, name: str, new_name: str, *, merge: bool = False) -> int:
+    def rename_person(self, name: str, new_name: str, *, merge: bool = False,
+                      collection: str = DEFAULT_COLLECTION) -> int:
         with self._transaction() as cur:
-            person_id = _existing_person_id(cur, name)
+            collection_id, person_id = _existing_person(cur, collection, name)
             if new_name != name:
-                row = cur.execute("SELECT id FROM people WHERE name = %s FOR UPDATE", (new_name,)).fetchone()
+                row = cur.execute("SELECT id FROM people WHERE collection_id = %s AND name = %s FOR UPDATE",
+                                  (collection_id, new_name)).fetchone()
                 if row is None:
                     cur.execute("UPDATE people SET name = %s WHERE id = %s", (new_name, person_id))
                 elif not merge:
@@ -146,71 +178,101 @@ class PostgresStore:
                     cur.execute("UPDATE faces SET person_id = %s WHERE person_id = %s", (row[0], person_id))
                     cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
                     person_id = row[0]
-                _bump_version(cur)
+                _bump_version(cur, collection_id)
             return _face_count(cur, person_id)
 
-    def people(self, limit: int | None = None, after: str | None = None) -> list[PersonSummary]:
+    def people(self, limit: int | None = None, after: str | None = None, *,
+               collection: str = DEFAULT_COLLECTION) -> list[PersonSummary]:
         # COLLATE "C" orders by code point, as Python does, whatever the database's collation.
         with self._transaction() as cur:
             rows = cur.execute(
                 # Only this model's faces count, as in person_faces and gallery.
-                "SELECT p.name, count(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id "
-                "AND f.model = %(model)s "
-                'WHERE %(after)s::text IS NULL OR p.name COLLATE "C" > %(after)s '
+                "SELECT p.name, count(f.id) FROM people p JOIN collections c ON c.id = p.collection_id "
+                "LEFT JOIN faces f ON f.person_id = p.id AND f.model = %(model)s "
+                'WHERE c.name = %(collection)s AND (%(after)s::text IS NULL OR p.name COLLATE "C" > %(after)s) '
                 'GROUP BY p.name ORDER BY p.name COLLATE "C" LIMIT %(limit)s',
-                {"after": after, "limit": limit, "model": self._model_id},
+                {"after": after, "limit": limit, "model": self._model_id, "collection": collection},
             ).fetchall()
         return [PersonSummary(name, count) for name, count in rows]
 
-    def person_faces(self, name: str) -> list[FaceRecord]:
+    def person_faces(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         with self._transaction() as cur:
-            _existing_person_id(cur, name)
-            rows = cur.execute(_FACE_ROWS + " WHERE p.name = %s AND f.model = %s ORDER BY f.created_at, f.id",
-                               (name, self._model_id)).fetchall()
+            _collection_id, person_id = _existing_person(cur, collection, name)
+            rows = cur.execute(_FACE_ROWS + " WHERE f.person_id = %s AND f.model = %s ORDER BY f.created_at, f.id",
+                               (person_id, self._model_id)).fetchall()
         return [_record(row) for row in rows]
 
-    def gallery(self) -> Gallery:
+    def gallery(self, *, collection: str = DEFAULT_COLLECTION) -> Gallery:
         with self._transaction() as cur:
-            version = cur.execute("SELECT version FROM gallery_version WHERE id = 1").fetchone()[0]
-            cache = self._cache
-            if cache is not None and cache[0] == version:
-                return cache[1]
+            row = cur.execute("SELECT id, version FROM collections WHERE name = %s", (collection,)).fetchone()
+            if row is None:
+                return Gallery.empty()
+            cached = self._galleries.get(collection)
+            if cached is not None and cached[0] == row:
+                return cached[1]
             rows = cur.execute(
-                "SELECT p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id WHERE f.model = %s",
-                (self._model_id,),
+                "SELECT p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id "
+                "WHERE f.collection_id = %s AND f.model = %s",
+                (row[0], self._model_id),
             ).fetchall()
         gallery = Gallery.from_stored([name for name, _ in rows], b"".join(blob for _, blob in rows))
-        self._cache = (version, gallery)
+        self._galleries[collection] = (row, gallery)
         self._on_reload()
         return gallery
 
-    def faces(self) -> list[FaceRecord]:
+    def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         with self._transaction() as cur:
-            rows = cur.execute(_FACE_ROWS + ' WHERE f.model = %s ORDER BY p.name COLLATE "C", f.created_at, f.id',
-                               (self._model_id,)).fetchall()
+            rows = cur.execute(
+                _FACE_ROWS + " JOIN collections c ON c.id = f.collection_id WHERE c.name = %s AND f.model = %s "
+                'ORDER BY p.name COLLATE "C", f.created_at, f.id', (collection, self._model_id)).fetchall()
         return [_record(row) for row in rows]
 
-    def import_faces(self, records: list[FaceRecord], *, replace: bool = False) -> int:
+    def import_faces(self, records: list[FaceRecord], *, replace: bool = False,
+                     collection: str = DEFAULT_COLLECTION) -> int:
         added = 0
         with self._transaction() as cur:
+            collection_id = _collection_id(cur, collection)
             if replace:
-                cur.execute("DELETE FROM people")
+                cur.execute("DELETE FROM people WHERE collection_id = %s", (collection_id,))
             person_ids: dict[str, int] = {}
             for record in records:
                 if record.name not in person_ids:
-                    person_ids[record.name] = _person_id(cur, record.name)
-                added += self._insert(cur, person_ids[record.name], [record])
-            _bump_version(cur)
+                    person_ids[record.name] = _person_id(cur, collection_id, record.name)
+                added += self._insert(cur, collection_id, person_ids[record.name], [record])
+            _bump_version(cur, collection_id)
         return added
 
-    def _insert(self, cur: psycopg.Cursor, person_id: int, records: list[FaceRecord]) -> int:
-        """Insert ``records`` for one person, skipping ids already present; how many were new."""
+    def collections(self) -> list[CollectionSummary]:
+        with self._transaction() as cur:
+            rows = cur.execute(
+                "SELECT c.name, count(DISTINCT p.id), count(f.id) FROM collections c "
+                "JOIN people p ON p.collection_id = c.id "
+                "LEFT JOIN faces f ON f.person_id = p.id AND f.model = %s "
+                'GROUP BY c.name ORDER BY c.name COLLATE "C"', (self._model_id,)).fetchall()
+        return [CollectionSummary(*row) for row in rows]
+
+    def remove_collection(self, collection: str) -> int:
+        with self._transaction() as cur:
+            row = cur.execute("SELECT id FROM collections WHERE name = %s FOR UPDATE", (collection,)).fetchone()
+            people, faces = (0, 0) if row is None else cur.execute(
+                "SELECT (SELECT count(*) FROM people WHERE collection_id = %(id)s), "
+                "(SELECT count(*) FROM faces WHERE collection_id = %(id)s AND model = %(model)s)",
+                {"id": row[0], "model": self._model_id}).fetchone()
+            if people == 0:
+                raise UnknownCollection(collection)
+            # The row goes with its people and faces; a later enrollment makes a new one, whose new id
+            # tells every process's cache that this gallery is not that one.
+            cur.execute("DELETE FROM collections WHERE id = %s", (row[0],))
+        return faces
+
+    def _insert(self, cur: psycopg.Cursor, collection_id: int, person_id: int, records: list[FaceRecord]) -> int:
+        """Insert ``records`` for one person, skipping ids already in the collection; how many were new."""
         added = 0
         for record in records:
             cur.execute(
-                "INSERT INTO faces (id, person_id, model, encoding, created_at, external_id) "
-                "VALUES (%s, %s, %s, %s, coalesce(%s, now()), %s) ON CONFLICT (id) DO NOTHING",
-                (record.face_id, person_id, self._model_id,
+                "INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id) "
+                "VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s) ON CONFLICT (collection_id, id) DO NOTHING",
+                (record.face_id, collection_id, person_id, self._model_id,
                  np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes(), record.created_at, record.external_id),
             )
             added += cur.rowcount
@@ -255,7 +317,7 @@ class PostgresStore:
                 )
                 self._pool.open(wait=False)
                 self._pool_pid = pid
-                self._cache = None
+                self._galleries = {}
             return self._pool
 
 
@@ -286,20 +348,30 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _person_id(cur: psycopg.Cursor, name: str) -> int:
+def _collection_id(cur: psycopg.Cursor, name: str) -> int:
+    """The collection's id, creating the row if needed; concurrent creators of one name get the same row."""
+    return cur.execute(
+        "INSERT INTO collections (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+        "RETURNING id", (name,)).fetchone()[0]
+
+
+def _person_id(cur: psycopg.Cursor, collection_id: int, name: str) -> int:
     """The person's id, creating the row if needed; concurrent creators of one name get the same row."""
     return cur.execute(
-        "INSERT INTO people (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-        (name,),
+        "INSERT INTO people (collection_id, name) VALUES (%s, %s) "
+        "ON CONFLICT (collection_id, name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        (collection_id, name),
     ).fetchone()[0]
 
 
-def _existing_person_id(cur: psycopg.Cursor, name: str) -> int:
-    """The id of person ``name``, locked for this transaction. :raises UnknownPerson: none."""
-    row = cur.execute("SELECT id FROM people WHERE name = %s FOR UPDATE", (name,)).fetchone()
+def _existing_person(cur: psycopg.Cursor, collection: str, name: str) -> tuple[int, int]:
+    """(collection id, person id) of person ``name``, locked for this transaction. :raises UnknownPerson: none."""
+    row = cur.execute(
+        "SELECT c.id, p.id FROM people p JOIN collections c ON c.id = p.collection_id "
+        "WHERE c.name = %s AND p.name = %s FOR UPDATE OF p", (collection, name)).fetchone()
     if row is None:
         raise UnknownPerson(name)
-    return row[0]
+    return row[0], row[1]
 
 
 def _face_count(cur: psycopg.Cursor, person_id: int) -> int:
@@ -315,5 +387,5 @@ def _record(row: tuple) -> FaceRecord:
     return FaceRecord(face_id, name, stored_matrix(blob)[0].copy(), created_at, external_id)
 
 
-def _bump_version(cur: psycopg.Cursor) -> None:
-    cur.execute("UPDATE gallery_version SET version = version + 1 WHERE id = 1")
+def _bump_version(cur: psycopg.Cursor, collection_id: int) -> None:
+    cur.execute("UPDATE collections SET version = version + 1 WHERE id = %s", (collection_id,))
