@@ -39,7 +39,7 @@ def main() -> None:
         print(f"insert: {time.perf_counter() - start:.1f} s", flush=True)
 
         def cold_load() -> None:
-            store._cache = None  # force the full reload a changed version causes
+            store._galleries = {}  # force the full reload a changed version causes
             store.gallery()
 
         print(f"full gallery load ({args.faces} faces), median of 5: {median_ms(cold_load, 5)[0]:.0f} ms")

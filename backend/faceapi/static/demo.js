@@ -1,15 +1,32 @@
-// The demo page: enroll, recognize (boxes and names drawn over the photo), list and delete people.
-// Plain JavaScript against the service's own API; the API key, when given, goes in X-API-Key.
+// The demo page: enroll, recognize (boxes and names drawn over the photo), list and delete people,
+// and a check-in camera. Plain JavaScript against the service's own API; the API key, when given,
+// goes in X-API-Key; every call goes to the collection in the header (empty: the default one).
+// ?mode=camera shows only the camera, for a device at a door; ?collection=x fills the collection.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
 const keyInput = $("api-key");
 keyInput.value = sessionStorage.getItem("faceapi-key") || "";
 keyInput.addEventListener("change", () => sessionStorage.setItem("faceapi-key", keyInput.value));
+const collectionInput = $("collection");
+collectionInput.value = params.get("collection") || sessionStorage.getItem("faceapi-collection") || "";
+collectionInput.addEventListener("change", () => {
+  sessionStorage.setItem("faceapi-collection", collectionInput.value);
+  refreshPeople();
+});
+const cameraOnly = params.get("mode") === "camera";
+document.body.classList.toggle("camera-only", cameraOnly);
+
+// A collection's endpoint: under collections/<name>/ when one is given.
+function inCollection(path) {
+  const name = collectionInput.value.trim();
+  return name ? `collections/${encodeURIComponent(name)}/${path}` : path;
+}
 
 async function call(method, path, body) {
   const headers = keyInput.value ? { "X-API-Key": keyInput.value } : {};
-  const response = await fetch(path, { method, headers, body });
+  const response = await fetch(inCollection(path), { method, headers, body });
   const answer = await response.json();
   if (!response.ok) {
     throw new Error(`${answer.error.code}: ${answer.error.message}`);
@@ -64,8 +81,6 @@ $("recognize-form").addEventListener("submit", async (event) => {
   }
 });
 
-// Boxes are in pixels of the upload as displayed (after EXIF orientation), so they are placed in
-// percent of the answer's image size, whatever size the browser shows the photo at.
 function drawFaces(file, answer) {
   const photo = $("photo");
   photo.replaceChildren();
@@ -73,6 +88,15 @@ function drawFaces(file, answer) {
   img.src = URL.createObjectURL(file);
   img.alt = "the recognized photo";
   photo.append(img);
+  placeBoxes(photo, answer);
+}
+
+// Boxes are in pixels of the upload as displayed (after EXIF orientation), so they are placed in
+// percent of the answer's image size, whatever size the browser shows the photo or video at.
+function placeBoxes(container, answer) {
+  for (const old of container.querySelectorAll(".face")) {
+    old.remove();
+  }
   const { width, height } = answer.image;
   for (const face of answer.faces) {
     const box = document.createElement("div");
@@ -84,7 +108,7 @@ function drawFaces(file, answer) {
     const label = document.createElement("span");
     label.textContent = face.matched ? `${face.name} (${face.distance.toFixed(2)})` : "unknown";
     box.append(label);
-    photo.append(box);
+    container.append(box);
   }
 }
 
@@ -126,4 +150,89 @@ async function refreshPeople(more) {
 
 $("people-refresh").addEventListener("click", () => refreshPeople());
 $("people-more").addEventListener("click", () => refreshPeople(true));
-refreshPeople();
+if (!cameraOnly) {
+  refreshPeople();
+}
+
+// The check-in camera: one frame about twice a second, never two requests at once, recognized in the
+// collection; names are drawn over the video, and everyone recognized is listed with when they came.
+const CAMERA_INTERVAL_MS = 500;
+const CAMERA_SIDE_PX = 800; // frames are sent at most this long: faces at a door are large, uploads stay small
+let cameraStream = null;
+let cameraTimer = null;
+let framesRecognized = 0;
+const seen = new Map(); // name -> { first, frames }
+
+$("camera-start").addEventListener("click", async () => {
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: false });
+  } catch (error) {
+    show($("camera-status"), `No camera: ${error.message}`, true);
+    return;
+  }
+  const video = $("camera");
+  video.srcObject = cameraStream;
+  await video.play();
+  $("camera-start").disabled = true;
+  $("camera-stop").disabled = false;
+  framesRecognized = 0;
+  cameraTimer = setTimeout(recognizeFrame, 0);
+});
+
+$("camera-stop").addEventListener("click", () => {
+  clearTimeout(cameraTimer);
+  for (const track of cameraStream ? cameraStream.getTracks() : []) {
+    track.stop();
+  }
+  cameraStream = null;
+  $("camera").srcObject = null;
+  $("camera-start").disabled = false;
+  $("camera-stop").disabled = true;
+  show($("camera-status"), `Stopped after ${framesRecognized} frames.`);
+});
+
+async function recognizeFrame() {
+  const video = $("camera");
+  const started = performance.now();
+  if (video.videoWidth) {
+    const scale = Math.min(1, CAMERA_SIDE_PX / Math.max(video.videoWidth, video.videoHeight));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(video.videoWidth * scale);
+    canvas.height = Math.round(video.videoHeight * scale);
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    const frame = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.85));
+    const form = new FormData();
+    form.append("image", frame, "frame.jpg");
+    addDetector(form);
+    try {
+      const answer = await call("POST", "recognize", form);
+      framesRecognized += 1;
+      if (cameraStream) {
+        placeBoxes($("camera-view"), answer);
+      }
+      noteSeen(answer.faces);
+      show($("camera-status"), `${framesRecognized} frames recognized; ${answer.faces.length} face(s) in the last.`);
+    } catch (error) {
+      show($("camera-status"), error.message, true);
+    }
+  }
+  if (cameraStream) {
+    cameraTimer = setTimeout(recognizeFrame, Math.max(0, CAMERA_INTERVAL_MS - (performance.now() - started)));
+  }
+}
+
+function noteSeen(faces) {
+  const now = new Date();
+  for (const face of faces.filter((f) => f.matched)) {
+    const entry = seen.get(face.name) || { first: now, frames: 0 };
+    entry.frames += 1;
+    seen.set(face.name, entry);
+  }
+  const items = [...seen].sort(([, a], [, b]) => a.first - b.first).map(([name, entry]) => {
+    const item = document.createElement("li");
+    item.dataset.name = name;
+    item.textContent = `${name}: since ${entry.first.toLocaleTimeString()}, in ${entry.frames} frame(s)`;
+    return item;
+  });
+  $("seen-list").replaceChildren(...items);
+}
