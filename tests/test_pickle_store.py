@@ -97,6 +97,42 @@ def test_pickle_with_code_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest
     assert not (tmp_path / "pwned").exists()
 
 
+def test_code_inside_a_collection_is_refused_when_it_is_read(tmp_path: pathlib.Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format 3 pickles each collection's people on their own: those go through the same unpickler."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "faces.pkl"
+    inner = pickle.dumps({"x": _RunsCode()})
+    path.write_bytes(pickle.dumps({"format": 3, "model": MODEL,
+                                   "collections": {"c": {"people": 1, "faces": 1, "data": inner}}}))
+    store = PickleStore(path, MODEL)
+    assert [c.name for c in store.collections()] == ["c"]
+    with pytest.raises(StoreError, match="only plain data"):
+        store.gallery(collection="c")
+    with pytest.raises(StoreError, match="only plain data"):
+        store.add_faces("y", random_encodings(1, 1), collection="c")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_process_holds_the_collections_it_serves(tmp_path: pathlib.Path) -> None:
+    """A reader keeps the data of the collections it was asked for only, and a write in one collection leaves
+    the others' galleries as they were built."""
+    writer = PickleStore(tmp_path / "faces.pkl", MODEL)
+    writer.add_faces("ada", random_encodings(3, 1), collection="a")
+    writer.add_faces("bob", random_encodings(2, 2), collection="b")
+    reader = PickleStore(tmp_path / "faces.pkl", MODEL)
+    gallery_a = reader.gallery(collection="a")
+    assert gallery_a.names == ("ada",) * 3
+    kept = {name: entry["data"] is not None for name, entry in reader._cache.data["collections"].items()}
+    assert kept == {"a": True, "b": False}
+    assert [(c.name, c.person_count, c.face_count) for c in reader.collections()] == [("a", 1, 3), ("b", 1, 2)]
+    writer.add_faces("bea", random_encodings(1, 3), collection="b")
+    assert reader.gallery(collection="a") is gallery_a  # the file changed, collection a did not
+    assert sorted(reader.gallery(collection="b").names) == ["bea", "bob", "bob"]  # read for it, now kept
+    writer.add_faces("ada", random_encodings(1, 4), collection="a")
+    assert len(reader.gallery(collection="a")) == 4
+
+
 def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "faces.pkl"
     PickleStore(path, "other-model").add_faces("ada", random_encodings(1, 1))

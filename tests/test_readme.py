@@ -45,7 +45,36 @@ def test_every_endpoint_has_an_example() -> None:
     for path, item in openapi_document()["paths"].items():
         if path.startswith("/docs/"):
             continue  # the page's own assets
-        pattern = re.escape(path).replace(r"\{name\}", "[^/ ']+").replace(r"\{face_id\}", r"[^/ '\"]+")
+        pattern = re.escape(path).replace(r"\{name\}", "[^/ ']+").replace(r"\{face_id\}", r"[^/ '\"]+").replace(
+            r"\{collection\}", "[A-Za-z0-9_.-]+")
         for method in item:
             flag = "" if method in ("get", "post") else f"-X {method.upper()} .*"
             assert re.search(f"curl {flag}.*localhost:8000{pattern}['\" \\n?]", examples + "\n"), (method, path)
+
+
+def _keys_block() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Collections and API keys\n"):]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+def test_key_examples_answer_as_written(gunicorn_factory, tmp_path: pathlib.Path) -> None:
+    """README's block on scoped keys, against gunicorn started with the API_KEYS it exports: each curl gets
+    the status written under it."""
+    block = _keys_block()
+    keys = re.search(r"^export API_KEYS='([^']+)'$", block, re.M).group(1)
+    server = gunicorn_factory(API_KEYS=keys)
+    for photo in ("tests/test_images/obama.jpg", "examples/two_people.jpg"):
+        (tmp_path / pathlib.Path(photo).name).symlink_to(FACES / photo)
+    lines = block.splitlines()
+    checked = 0
+    for index, line in enumerate(lines):
+        if not line.startswith("curl "):
+            continue
+        expected = re.match(r"# (\d{3}) ", lines[index + 1]).group(1)
+        command = line.replace("curl ", "curl -sS -o /dev/null -w '%{http_code}' ", 1).replace(
+            "localhost:8000", f"127.0.0.1:{server.port}")
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert result.stdout == expected, (line, result.stdout, result.stderr)
+        checked += 1
+    assert checked >= 6

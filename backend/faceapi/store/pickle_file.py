@@ -61,11 +61,15 @@ FORMAT_VERSION = 3
 _READABLE_FORMATS = (1, 2, FORMAT_VERSION)
 _T = TypeVar("_T")
 
-# {"format": 3, "model": str, "collections": {collection: {name: _Person}}}; a collection without people
-# is left out. Format 2 had "people": {name: _Person} (one collection); format 1 had only "ids" and "encodings".
+# {"format": 3, "model": str, "collections": {collection: _Entry}}, a collection without people left out.
+# _Entry: {"people": int, "faces": int, "data": bytes}: its counts, and its people pickled on their own
+# ({name: _Person}), so that a process unpickles only the collections it is asked for, and a write
+# re-pickles only the collection it changes. Format 2 had "people": {name: _Person} (one collection);
+# format 1's _Person had only "ids" and "encodings".
 # _Person: {"ids": [str], "encodings": bytes (n x 128 float32), "created": [int microseconds since
 # the epoch, UTC | None], "external_ids": [str | None]}: parallel lists, one entry per face.
 _Data = dict[str, Any]
+_Entry = dict[str, Any]
 _Person = dict[str, Any]
 _People = dict[str, _Person]
 _Signature = tuple[int, int, int, int]
@@ -80,24 +84,47 @@ class _PlainUnpickler(pickle.Unpickler):
 
 @dataclasses.dataclass
 class _Contents:
-    """One version of the file as read: its data, and the collections' galleries built from it so far."""
+    """One version of the file as read: its data (with the pickled people of the collections kept), and
+    the collections unpickled and the galleries built from it so far."""
 
     signature: _Signature | None
     data: _Data
+    people: dict[str, _People] = dataclasses.field(default_factory=dict)
     galleries: dict[str, Gallery] = dataclasses.field(default_factory=dict)
 
-    def gallery(self, collection: str) -> Gallery:
+    def collection(self, collection: str, where: pathlib.Path) -> _People | None:
+        """The collection's people ({} if it has none); None if this copy did not keep its data."""
+        people = self.people.get(collection)
+        if people is None:
+            entry = self.data["collections"].get(collection)
+            if entry is None:
+                return {}
+            if entry["data"] is None:
+                return None
+            people = self.people[collection] = _parse_people(entry["data"], where)
+        return people
+
+    def gallery(self, collection: str, people: _People) -> Gallery:
         gallery = self.galleries.get(collection)
         if gallery is None:  # two threads may both build it; either result is the same
-            gallery = self.galleries[collection] = _gallery_of(_people(self.data, collection))
+            gallery = self.galleries[collection] = _gallery_of(people)
         return gallery
 
     def keep_unchanged(self, older: _Contents | None) -> _Contents:
-        """Take over ``older``'s galleries of the collections this version has not changed."""
+        """Take over ``older``'s unpickled collections (and galleries) that this version has not changed."""
         if older is not None:
-            for collection, gallery in older.galleries.items():
-                if _people(older.data, collection) == _people(self.data, collection):
-                    self.galleries.setdefault(collection, gallery)
+            for collection, people in older.people.items():
+                if _stored(older.data, collection) == _stored(self.data, collection) is not None:
+                    self.people.setdefault(collection, people)
+                    if collection in older.galleries:
+                        self.galleries.setdefault(collection, older.galleries[collection])
+        return self
+
+    def keeping_only(self, collections: set[str]) -> _Contents:
+        """Drop the pickled data of the other collections: a process holds the collections it serves."""
+        for name, entry in self.data["collections"].items():
+            if name not in collections:
+                entry["data"] = None
         return self
 
 
@@ -118,6 +145,7 @@ class PickleStore:
         self._model_id = model_id
         self._thread_lock = threading.Lock()
         self._cache: _Contents | None = None
+        self._served: set[str] = set()  # the collections this process was asked for: it keeps their data
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -132,27 +160,25 @@ class PickleStore:
         records = [FaceRecord(new_face_id(), name, row, created, external_id)
                    for row, external_id in zip(matrix, external_ids or [None] * len(matrix), strict=True)]
 
-        def add(data: _Data) -> Enrollment:
-            person = _people(data, collection, create=True).setdefault(name, _new_person())
+        def add(people: _People) -> Enrollment:
+            person = people.setdefault(name, _new_person())
             for record in records:
                 _append(person, record)
             return Enrollment(name, tuple(record.face_id for record in records), len(person["ids"]))
 
-        return self._update(add)
+        return self._update(collection, add)
 
     def remove_person(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> int:
-        def remove(data: _Data) -> int:
-            people = _people(data, collection)
+        def remove(people: _People) -> int:
             count = len(_person(people, name)["ids"])
             del people[name]
             return count
 
         # Right to erasure: the backup must not keep what was deleted.
-        return self._update(remove, erase=True)
+        return self._update(collection, remove, erase=True)
 
     def remove_face(self, name: str, face_id: str, *, collection: str = DEFAULT_COLLECTION) -> int:
-        def remove(data: _Data) -> int:
-            people = _people(data, collection)
+        def remove(people: _People) -> int:
             person = _person(people, name)
             try:
                 index = person["ids"].index(face_id)
@@ -167,12 +193,11 @@ class PickleStore:
                 del people[name]
             return len(kept)
 
-        return self._update(remove, erase=True)
+        return self._update(collection, remove, erase=True)
 
     def rename_person(self, name: str, new_name: str, *, merge: bool = False,
                       collection: str = DEFAULT_COLLECTION) -> int:
-        def rename(data: _Data) -> int:
-            people = _people(data, collection)
+        def rename(people: _People) -> int:
             person = _person(people, name)
             if new_name == name:
                 return len(person["ids"])
@@ -187,28 +212,28 @@ class PickleStore:
                 target[field] += person[field]
             return len(target["ids"])
 
-        return self._update(rename)
+        return self._update(collection, rename)
 
     def people(self, limit: int | None = None, after: str | None = None, *,
                collection: str = DEFAULT_COLLECTION) -> list[PersonSummary]:
-        people = _people(self._current().data, collection)
+        people = self._collection(collection)[1]
         names = sorted(name for name in people if after is None or name > after)
         return [PersonSummary(name, len(people[name]["ids"])) for name in names[:limit]]
 
     def person_faces(self, name: str, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
-        return _records(name, _person(_people(self._current().data, collection), name))
+        return _records(name, _person(self._collection(collection)[1], name))
 
     def gallery(self, *, collection: str = DEFAULT_COLLECTION) -> Gallery:
-        return self._current().gallery(collection)
+        contents, people = self._collection(collection)
+        return contents.gallery(collection, people)
 
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
-        people = _people(self._current().data, collection)
+        people = self._collection(collection)[1]
         return [record for name, person in sorted(people.items()) for record in _records(name, person)]
 
     def import_faces(self, records: list[FaceRecord], *, replace: bool = False,
                      collection: str = DEFAULT_COLLECTION) -> int:
-        def add_new(data: _Data) -> int:
-            people = _people(data, collection, create=True)
+        def add_new(people: _People) -> int:
             if replace:
                 people.clear()
             known = {face_id for person in people.values() for face_id in person["ids"]}
@@ -222,27 +247,42 @@ class PickleStore:
             return added
 
         # A replace deletes: the backup must not keep what it removed.
-        return self._update(add_new, erase=replace)
+        return self._update(collection, add_new, erase=replace)
 
     def collections(self) -> list[CollectionSummary]:
         collections = self._current().data["collections"]
-        return [CollectionSummary(name, len(people), sum(len(person["ids"]) for person in people.values()))
-                for name, people in sorted(collections.items())]
+        return [CollectionSummary(name, entry["people"], entry["faces"])
+                for name, entry in sorted(collections.items())]
 
     def remove_collection(self, collection: str) -> int:
-        def remove(data: _Data) -> int:
-            people = data["collections"].pop(collection, None)
+        def remove(people: _People) -> int:
             if not people:
                 raise UnknownCollection(collection)
-            return sum(len(person["ids"]) for person in people.values())
+            count = sum(len(person["ids"]) for person in people.values())
+            people.clear()
+            return count
 
-        return self._update(remove, erase=True)
+        return self._update(collection, remove, erase=True)
 
     def check(self) -> None:
         self._current()
 
     def close(self) -> None:
         self._cache = None
+
+    def _collection(self, collection: str) -> tuple[_Contents, _People]:
+        """The current contents and the collection's people. A collection this process has not served
+        yet had its data dropped: the file is read again for it, and its data kept from then on."""
+        contents = self._current()
+        people = contents.collection(collection, self.path)
+        if people is None:
+            with self._thread_lock:
+                self._served.add(collection)
+                self._cache = None
+            contents = self._current()
+            people = contents.collection(collection, self.path)
+        self._served.add(collection)
+        return contents, people or {}
 
     def _current(self) -> _Contents:
         """The cached contents, reloaded first if another process replaced the file."""
@@ -252,7 +292,8 @@ class PickleStore:
             return cache
         with self._thread_lock:
             if self._cache is None or self._cache.signature != self._signature():
-                self._cache = self._read().keep_unchanged(self._cache)
+                fresh = self._read().keep_unchanged(self._cache)
+                self._cache = fresh.keeping_only(self._served)
                 self._on_reload()
             return self._cache
 
@@ -278,11 +319,7 @@ class PickleStore:
         return _Contents((stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size), self._parse(raw))
 
     def _parse(self, raw: bytes) -> _Data:
-        try:
-            data = _PlainUnpickler(io.BytesIO(raw)).load()
-        except Exception as exc:  # any malformed pickle: the message says which file
-            backup = f"; the previous version is in {self.backup_path}" if self.backup_path.is_file() else ""
-            raise StoreError(f"the store {self.path} is not a valid store file ({exc}){backup}") from exc
+        data = _unpickled(raw, self.path)
         if not isinstance(data, dict) or data.get("format") not in _READABLE_FORMATS:
             raise StoreError(f"the store {self.path} is not in a store format this version reads "
                              f"({', '.join(map(str, _READABLE_FORMATS))})")
@@ -290,24 +327,28 @@ class PickleStore:
             raise StoreError(f"the store {self.path} holds encodings made by models {data.get('model')!r}, "
                              f"not by this service's {self._model_id!r}; they cannot be mixed")
         if data["format"] < 3:
-            _upgrade_to_format_3(data)
+            _upgrade_to_format_3(data, self.path)
         collections = data.get("collections")
         if not isinstance(collections, dict) or not all(
-                isinstance(name, str) and isinstance(people, dict) and all(_valid_person(*p) for p in people.items())
-                for name, people in collections.items()):
-            raise StoreError(f"the store {self.path} has a malformed person record")
+                isinstance(name, str) and _valid_entry(entry) for name, entry in collections.items()):
+            raise StoreError(f"the store {self.path} has a malformed collection record")
         return data
 
-    def _update(self, change: Callable[[_Data], _T], *, erase: bool = False) -> _T:
-        """Apply ``change`` to the latest contents and write them, all under the cross-process lock.
+    def _update(self, collection: str, change: Callable[[_People], _T], *, erase: bool = False) -> _T:
+        """Apply ``change`` to the latest people of ``collection`` and write them, all under the
+        cross-process lock; the other collections' pickled data is written back as it was read.
 
         :param erase: the change deletes data, so the backup becomes the new version, not the old one.
         """
         with self._thread_lock, self._file_lock():
-            data = self._read().data
-            result = change(data)
-            signature = self._write(data, erase=erase)
-            self._cache = _Contents(signature, data).keep_unchanged(self._cache)
+            contents = self._read()
+            people = contents.collection(collection, self.path)
+            result = change(people)
+            _set_people(contents.data, collection, people)
+            signature = self._write(contents.data, erase=erase)
+            self._served.add(collection)
+            fresh = _Contents(signature, contents.data, {collection: people}).keep_unchanged(self._cache)
+            self._cache = fresh.keeping_only(self._served)
             return result
 
     def _upgrade_in_place(self) -> None:
@@ -316,7 +357,7 @@ class PickleStore:
             contents = self._read()
             if contents.data["format"] != FORMAT_VERSION:  # the old file stays as the backup
                 contents = _Contents(self._write(contents.data, erase=False), contents.data)
-            self._cache = contents
+            self._cache = contents.keeping_only(self._served)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
@@ -334,7 +375,6 @@ class PickleStore:
     def _write(self, data: _Data, *, erase: bool) -> _Signature:
         """Write ``data`` atomically and durably; the backup is the replaced file, or with ``erase`` the new one."""
         data["format"] = FORMAT_VERSION
-        data["collections"] = {name: people for name, people in data["collections"].items() if people}
         payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self._tmp_prefix(), suffix=".tmp")
@@ -395,24 +435,60 @@ def _valid_person(name: Any, person: Any) -> bool:
     )
 
 
-def _upgrade_to_format_3(data: _Data) -> None:
+def _upgrade_to_format_3(data: _Data, where: pathlib.Path) -> None:
     """Format 3 holds collections, and formats 1 and 2 one: theirs becomes the default collection.
     Format 2 added creation times (unknown for older faces) and external ids (none) to each person."""
     people = data.pop("people", None)
-    if data["format"] == 1 and isinstance(people, dict):
+    if not isinstance(people, dict):
+        return  # and no "collections" either: refused as malformed
+    if data["format"] == 1:
         for person in people.values():
             if isinstance(person, dict) and isinstance(person.get("ids"), list):
                 person.setdefault("created", [None] * len(person["ids"]))
                 person.setdefault("external_ids", [None] * len(person["ids"]))
-    if isinstance(people, dict):
-        data["collections"] = {DEFAULT_COLLECTION: people} if people else {}
+    _check_people(people, where)
+    data["collections"] = {}
+    _set_people(data, DEFAULT_COLLECTION, people)
 
 
-def _people(data: _Data, collection: str, *, create: bool = False) -> _People:
-    """The collection's people by name; with ``create``, a new collection is added (for a write)."""
-    if create:
-        return data["collections"].setdefault(collection, {})
-    return data["collections"].get(collection, {})
+def _unpickled(raw: bytes, where: pathlib.Path) -> Any:
+    try:
+        return _PlainUnpickler(io.BytesIO(raw)).load()
+    except Exception as exc:  # any malformed pickle: the message says which file
+        backup = where.with_name(where.name + ".bak")
+        hint = f"; the previous version is in {backup}" if backup.is_file() and backup != where else ""
+        raise StoreError(f"the store {where} is not a valid store file ({exc}){hint}") from exc
+
+
+def _parse_people(blob: bytes, where: pathlib.Path) -> _People:
+    return _check_people(_unpickled(blob, where), where)
+
+
+def _check_people(people: Any, where: pathlib.Path) -> _People:
+    if not isinstance(people, dict) or not all(_valid_person(name, person) for name, person in people.items()):
+        raise StoreError(f"the store {where} has a malformed person record")
+    return people
+
+
+def _valid_entry(entry: Any) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("people"), int) and isinstance(entry.get("faces"), int)
+            and isinstance(entry.get("data"), bytes))
+
+
+def _stored(data: _Data, collection: str) -> bytes | None:
+    """The collection's people as pickled in the file (None: no such collection, or its data not kept)."""
+    entry = data["collections"].get(collection)
+    return None if entry is None else entry["data"]
+
+
+def _set_people(data: _Data, collection: str, people: _People) -> None:
+    """Store ``people`` as the collection's entry; a collection without people is left out."""
+    if not people:
+        data["collections"].pop(collection, None)
+        return
+    data["collections"][collection] = {
+        "people": len(people), "faces": sum(len(person["ids"]) for person in people.values()),
+        "data": pickle.dumps(people, protocol=pickle.HIGHEST_PROTOCOL)}
 
 
 def _new_person() -> _Person:
