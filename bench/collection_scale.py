@@ -94,7 +94,8 @@ def fill(location: str, model_id: str, obama: np.ndarray, others: int) -> None:
     store.import_faces([FaceRecord(uuid.uuid4().hex, "obama", obama), *classmates], collection=CLASS)
     for index in range(OTHER_COLLECTIONS):
         count = others // OTHER_COLLECTIONS
-        records = [FaceRecord(uuid.uuid4().hex, f"person {i // 2}", row) for i, row in enumerate(_strangers(rng, count))]
+        records = [FaceRecord(uuid.uuid4().hex, f"person {i // 2}", row)
+                   for i, row in enumerate(_strangers(rng, count))]
         if records:
             store.import_faces(records, collection=f"school-{index}")
     store.close()
@@ -163,8 +164,7 @@ def compare(kind: str, engine: FaceEngine, obama: np.ndarray, alone: str, beside
             held = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
             store.close()
-            print(f"pickle store held by a worker ({name}): {held / 1e6:.1f} MB (the whole file's data; "
-                  "only the class's gallery matrix is built)")
+            print(f"pickle store held by a worker serving the class ({name}): {held / 1e6:.1f} MB")
 
 
 def _once(call: Callable[[], None]) -> float:

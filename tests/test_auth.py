@@ -80,7 +80,8 @@ def test_key_entries_with_scopes() -> None:
     keys = Settings.from_env({"API_KEYS": f"plain, {PLAIN} read-only collections=class-3a|class-3b,"
                                           f" sha256:{'AB' * 32} collections=school.1"}).keys
     assert [(key.collections, key.read_only, key.unrestricted) for key in keys] == [
-        (None, False, True), (frozenset({"class-3a", "class-3b"}), True, False), (frozenset({"school.1"}), False, False)]
+        (None, False, True), (frozenset({"class-3a", "class-3b"}), True, False),
+        (frozenset({"school.1"}), False, False)]
     assert keys[0].digest == hashlib.sha256(b"plain").digest() and keys[2].digest == bytes.fromhex("ab" * 32)
 
 

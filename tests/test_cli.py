@@ -84,3 +84,24 @@ def test_enroll_dir_can_choose_the_detector(gunicorn_factory, tmp_path: pathlib.
     done = _run("enroll-dir", str(folder), "--url", url, "--detector", "cnn")
     assert done.returncode == 0 and "enrolled 1" in done.stdout, done.stdout + done.stderr
     assert "POST /enroll 201" in server.log()
+
+
+def test_every_command_works_in_a_collection(gunicorn_factory, tmp_path: pathlib.Path) -> None:
+    """--collection, with a key of that collection only: enroll-dir, export and import stay in it; another
+    collection's key is refused, and the default collection is untouched."""
+    server = gunicorn_factory(API_KEYS="admin, teacher collections=class-3a|class-3b")
+    url = f"http://127.0.0.1:{server.port}"
+    folder = _folder(tmp_path)
+    enrolled = _run("enroll-dir", str(folder), "--url", url, "--collection", "class-3a", "--quiet", key="teacher")
+    assert enrolled.returncode == 1 and "enrolled 9, already enrolled 0, refused 3" in enrolled.stdout
+    exported = tmp_path / "class-3a.json"
+    assert _run("export", str(exported), "--url", url, "--collection", "class-3a", key="teacher").returncode == 0
+    assert json.loads(exported.read_text())["collection"] == "class-3a"
+    loaded = _run("import", str(exported), "--url", url, "--collection", "class-3b", key="teacher")
+    assert loaded.returncode == 0 and "9 added" in loaded.stdout, loaded.stderr
+    refused = _run("import", str(exported), "--url", url, "--collection", "class-4", key="teacher")
+    assert refused.returncode == 2 and "may not" in refused.stderr
+    admin = {"X-API-Key": "admin"}
+    assert server.client().request("GET", "/collections", headers=admin).json["collections"] == [
+        {"name": "class-3a", "person_count": 5, "face_count": 9},
+        {"name": "class-3b", "person_count": 5, "face_count": 9}]

@@ -68,7 +68,8 @@ def _write_y4m(photo: pathlib.Path, destination: pathlib.Path, frames: int = 2) 
     image = Image.open(photo).convert("RGB")
     width, height = image.width // 2 * 2, image.height // 2 * 2
     y, cb, cr = (np.asarray(plane) for plane in image.crop((0, 0, width, height)).convert("YCbCr").split())
-    chroma = [np.asarray(Image.fromarray(plane).resize((width // 2, height // 2), Image.BILINEAR)) for plane in (cb, cr)]
+    chroma = [np.asarray(Image.fromarray(plane).resize((width // 2, height // 2), Image.BILINEAR))
+              for plane in (cb, cr)]
     frame = b"FRAME\n" + y.tobytes() + chroma[0].tobytes() + chroma[1].tobytes()
     destination.write_bytes(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode() + frame * frames)
 

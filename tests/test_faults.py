@@ -6,7 +6,6 @@ import concurrent.futures
 import errno
 import os
 import pathlib
-import pickle
 import signal
 import threading
 import time

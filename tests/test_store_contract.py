@@ -83,6 +83,28 @@ def test_pickle_postgres_pickle_round_trip(tmp_path, pg_url: str, capsys) -> Non
     assert after == before and len(after) == 5
 
 
+def test_transfer_copies_every_collection_or_the_one_named(tmp_path, pg_url: str, capsys) -> None:
+    from faceapi.models import ModelPaths
+    from faceapi.models import model_id
+
+    models = model_id(ModelPaths.from_package())
+    source = str(tmp_path / "source.pkl")
+    original = open_store(source, models)
+    original.add_faces("ada", random_encodings(2, 1), collection="class-1")
+    original.add_faces("ada", random_encodings(1, 2), collection="class-2")
+    original.add_faces("bob", random_encodings(1, 3))
+    assert faceapi_main(["transfer", source, pg_url]) == 0
+    assert "read 4 faces, added 4 new" in capsys.readouterr().out
+    copy = open_store(pg_url, models)
+    assert [(c.name, c.face_count) for c in copy.collections()] == [("class-1", 2), ("class-2", 1), ("default", 1)]
+    for collection in ("class-1", "class-2", "default"):
+        assert ({r.face_id: r.encoding.tobytes() for r in copy.faces(collection=collection)}
+                == {r.face_id: r.encoding.tobytes() for r in original.faces(collection=collection)})
+    one = str(tmp_path / "one.pkl")
+    assert faceapi_main(["transfer", pg_url, one, "--collection", "class-2"]) == 0
+    assert [(c.name, c.face_count) for c in open_store(one, models).collections()] == [("class-2", 1)]
+
+
 def test_transfer_command_refuses_missing_and_foreign_sources(tmp_path) -> None:
     """The installed command, from an unrelated directory: typos and non-stores are errors, and nothing is written."""
     command = [str(pathlib.Path(sys.executable).with_name("faceapi")), "transfer"]

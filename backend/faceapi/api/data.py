@@ -3,7 +3,8 @@
 The format is JSON, versioned, and never a pickle (docs in README, "Export format"):
 
     {"format": "faceapi-export", "version": 1, "model": "<the encoder's id>", "exported_at": "...Z",
-     "collection": "<where it came from>", "people": [{"name": "...", "faces": [{"id": "...", "created_at": "...Z" | null,
+     "collection": "<where it came from>",
+     "people": [{"name": "...", "faces": [{"id": "...", "created_at": "...Z" | null,
                                            "external_id": "..." | null, "encoding": [128 numbers]}]}]}
 
 An import is validated whole before anything is written, refuses encodings of another
