@@ -96,7 +96,7 @@ def test_a_key_of_one_collection_learns_nothing_of_another(scoped: TestClient) -
     assert len(refusals) == 1 and "b" not in refusals.pop().split()
     assert _snapshot(scoped, "b") == before and before["people"][0]["name"] == "biden"
     assert scoped.get("/collections", headers=KEY_A).json == {
-        "collections": [{"name": "a", "person_count": 1, "face_count": 1}]}
+        "collections": [{"name": "a", "person_count": 1, "face_count": 1}], "next": None}
     assert [c["name"] for c in scoped.get("/collections", headers=ROOT).json["collections"]] == ["a", "b"]
     assert scoped.get("/metrics", headers=KEY_A).status_code == 403
     assert scoped.get("/metrics", headers=ROOT).status_code == 200
@@ -136,9 +136,14 @@ def test_names_are_people_of_one_collection(client: TestClient) -> None:
     assert sorted((face["box"]["left"], face["name"]) for face in class_2)[1][1] == "obama"  # biden, on the right
     assert names(_recognize(client, "class-3", {})) == [None, None]  # no such collection: nobody is known
     assert names(_recognize(client, "default", {})) == [None, None]
+    first = client.get("/collections?limit=1").json
+    assert [c["name"] for c in first["collections"]] == ["class-1"] and first["next"]
+    assert client.get(f"/collections?limit=1&cursor={first['next']}").json == {
+        "collections": [{"name": "class-2", "person_count": 1, "face_count": 1}], "next": None}
     assert client.delete("/collections/class-1/people/obama").json["deleted_faces"] == 1
     assert client.get("/collections/class-2/people").json["people"] == [{"name": "obama", "face_count": 1}]
     assert client.get("/people").json["people"] == []
+    assert [c["name"] for c in client.get("/collections").json["collections"]] == ["class-2"]  # class-1 is empty
 
 
 def _recognize(client: TestClient, collection: str, headers: dict[str, str]) -> Any:

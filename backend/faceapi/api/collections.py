@@ -14,6 +14,7 @@ from werkzeug.routing import BaseConverter
 
 from faceapi import auth
 from faceapi.api import data
+from faceapi.api import fields
 from faceapi.api import people
 from faceapi.api import recognition
 from faceapi.api.context import get_services
@@ -34,10 +35,17 @@ class CollectionNameConverter(BaseConverter):
 
 
 @bp.get("/collections")
-def collections() -> dict[str, Any]:
-    """The collections that have people and that this key reaches, by name, with their counts."""
-    reached = [summary for summary in get_services().store.collections() if auth.reaches(summary.name)]
-    return {"collections": [dataclasses.asdict(summary) for summary in reached]}
+@fields.accepts(query=(fields.LIMIT, fields.CURSOR))
+def collections(values: dict[str, Any]) -> dict[str, Any]:
+    """The collections that have people and that this key reaches, by name, with their counts, a page at a
+    time as ``/people`` pages."""
+    limit = values["limit"] or fields.DEFAULT_PAGE_SIZE
+    after = values["cursor"]
+    reached = [summary for summary in get_services().store.collections()
+               if auth.reaches(summary.name) and (after is None or summary.name > after)]
+    page = reached[:limit]
+    return {"collections": [dataclasses.asdict(summary) for summary in page],
+            "next": fields.cursor_after(page[-1].name) if len(reached) > limit else None}
 
 
 @bp.delete(PREFIX)

@@ -13,6 +13,7 @@ import functools
 from importlib.metadata import version
 from typing import Any
 
+from faceapi.api import collections
 from faceapi.api import data
 from faceapi.api import faces
 from faceapi.api import people
@@ -28,7 +29,8 @@ from faceapi.scopes import COLLECTION_NAME
 from faceapi.scopes import DEFAULT_COLLECTION
 
 Schema = dict[str, Any]
-_VIEW_MODULES = {"faces": faces, "recognition": recognition, "people": people, "data": data}
+_VIEW_MODULES = {"faces": faces, "recognition": recognition, "people": people, "data": data,
+                 "collections": collections}
 _COLLECTION_BLUEPRINT_NAMES = frozenset(blueprint.name for blueprint in COLLECTION_BLUEPRINTS)
 
 
@@ -169,8 +171,9 @@ def _paths() -> dict[str, Any]:
     paths.update(_in_a_collection(paths))
     paths["/collections"] = {"get": _operation(
         "collections.collections", "The collections that have people and that the key reaches",
-        _responses(200, "by name", _object({"collections": {"type": "array", "items": _ref("Collection")}}),
-                   401, 403, 503), tag="collections")}
+        _responses(200, "a page by name; `next` is the cursor of the following page, null on the last", _object({
+            "collections": {"type": "array", "items": _ref("Collection")}, "next": _nullable(_STRING)}),
+            400, 401, 403, 503), tag="collections")}
     paths[_COLLECTION_PATH] = {"delete": _operation(
         "collections.delete_collection", "Erase a collection: every person and face in it",
         _responses(200, "erased", _object({"name": _STRING, "deleted_faces": _INT}), 401, 403, 404, 503, 507),
