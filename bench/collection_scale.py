@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import tempfile
 import time
@@ -164,7 +165,8 @@ def compare(kind: str, engine: FaceEngine, obama: np.ndarray, alone: str, beside
             held = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
             store.close()
-            print(f"pickle store held by a worker serving the class ({name}): {held / 1e6:.1f} MB")
+            print(f"pickle store held by a worker serving the class ({name}): {held / 1e6:.1f} MB; "
+                  f"the file: {os.path.getsize(location) / 1e6:.1f} MB")
 
 
 def _once(call: Callable[[], None]) -> float:
