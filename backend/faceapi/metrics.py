@@ -11,8 +11,8 @@ and a scrape, whichever worker serves it, adds them all up. Without that variabl
 - ``faceapi_faces_detected_total{endpoint}``: faces found in uploaded images;
 - ``faceapi_people_enrolled`` and ``faceapi_faces_enrolled``: read from the store at scrape, summed over
   the collections (so only a key that reaches every collection may scrape);
-- ``faceapi_store_reloads_total``: whole-gallery reads (a process's first, and each
-  after another process changed the store).
+- ``faceapi_store_reloads_total``: the store read afresh by a process (its first read, and each
+  after another process changed it: the pickle file, or a PostgreSQL collection's faces).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ REQUESTS = Counter("faceapi_requests", "HTTP requests answered", ["endpoint", "m
 LATENCY = Histogram("faceapi_request_duration_seconds", "Time to answer an HTTP request", ["endpoint", "method"],
                     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
 FACES_DETECTED = Counter("faceapi_faces_detected", "Faces found in uploaded images", ["endpoint"])
-STORE_RELOADS = Counter("faceapi_store_reloads", "Whole-gallery reads of the store by a process")
+STORE_RELOADS = Counter("faceapi_store_reloads", "Reads of the store afresh by a process, after a change")
 
 bp = Blueprint("metrics", __name__)
 

@@ -187,8 +187,8 @@ def open_store(location: str, model_id: str, *, pool_size: int = 4,
     :param model_id: identity of the models that make the encodings; encodings of
         other models are refused (pickle) or left out (PostgreSQL), never mixed in.
     :param pool_size: database connections per process (one per request thread).
-    :param on_reload: called each time this process reads the whole gallery afresh
-        (its first read, or after another process changed the store); for metrics.
+    :param on_reload: called each time this process reads the store afresh (its first read, or after
+        another process changed it: the pickle file, a PostgreSQL collection's faces); for metrics.
     """
     reloaded = on_reload or _nothing
     if location.startswith(POSTGRES_URL_SCHEMES):
