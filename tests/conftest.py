@@ -70,15 +70,34 @@ def database_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def pgvector_server_url() -> str:
+    """The PostgreSQL server with pgvector that scripts/test starts (scripts/ensure-pgvector); never skipped."""
+    url = os.environ.get("TEST_PGVECTOR_URL")
+    if not url:
+        pytest.fail("TEST_PGVECTOR_URL is not set: run the tests with ./scripts/test, which starts pgvector")
+    return url
+
+
 @pytest.fixture
 def pg_url(database_url: str) -> Iterator[str]:
     """A URL whose connections see only a fresh schema of this test's own."""
+    yield from _own_schema(database_url)
+
+
+@pytest.fixture
+def pgvector_url(pgvector_server_url: str) -> Iterator[str]:
+    """As `pg_url`, on the server with pgvector (whose extension lives in ``public``, so that stays on the path)."""
+    yield from _own_schema(pgvector_server_url, "%2Cpublic")
+
+
+def _own_schema(server_url: str, also: str = "") -> Iterator[str]:
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    separator = "&" if "?" in database_url else "?"
-    yield f"{database_url}{separator}options=-csearch_path%3D{schema}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    separator = "&" if "?" in server_url else "?"
+    yield f"{server_url}{separator}options=-csearch_path%3D{schema}{also}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
@@ -87,15 +106,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     only: what they check (detection, validation, the contract) does not depend on where faces are kept."""
     if "store_location" in metafunc.fixturenames:
         one = metafunc.definition.get_closest_marker("store_independent") is not None
-        metafunc.parametrize("store_location", ["pickle"] if one else ["pickle", "postgres"], indirect=True)
+        metafunc.parametrize("store_location", ["pickle"] if one else ["pickle", "postgres", "pgvector"],
+                             indirect=True)
 
 
 @pytest.fixture
 def store_location(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
-    """Each store backend in turn: a pickle file path, or a PostgreSQL URL."""
+    """Each store backend in turn: a pickle file path, a PostgreSQL URL (a server without pgvector: matching
+    in the process), or the URL of a server with pgvector (matching in the database)."""
     if request.param == "pickle":
         return str(tmp_path / "store" / "faces.pkl")
-    return request.getfixturevalue("pg_url")
+    return request.getfixturevalue("pgvector_url" if request.param == "pgvector" else "pg_url")
 
 
 @pytest.fixture

@@ -161,6 +161,9 @@ class Settings:
     database_url: str = _setting("DATABASE_URL", "", str, "URL",
                                  "PostgreSQL URL (`postgresql://...`); when set, the store is PostgreSQL instead of the pickle file.",
                                  _database_url, readme_default="unset")
+    pgvector: str = _setting("FACEAPI_PGVECTOR", "auto", str.lower, "mode",
+                             "With `DATABASE_URL`: `auto` matches in PostgreSQL when the server offers the `vector` extension (pgvector; it is created, and each face indexed), else in each worker; `on` requires it (start-up fails without); `off` always matches in each worker.",
+                             lambda v: None if v in ("auto", "on", "off") else "must be auto, on or off")
     tolerance: float = _setting("FACEAPI_TOLERANCE", 0.6, float, "float",
                                 "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`.",
                                 _tolerance)

@@ -96,6 +96,15 @@ class Candidate:
     distance: float
 
 
+def decide(candidates: list[Candidate], tolerance: float) -> Match:
+    """The decision for a face whose nearest people are ``candidates`` (nearest first): the nearest, when
+    within ``tolerance``, else unknown. No candidate (an empty gallery): unknown, with no distance."""
+    if not candidates:
+        return Match(None, None)
+    nearest = candidates[0]
+    return Match(nearest.name if nearest.distance <= tolerance else None, nearest.distance)
+
+
 def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float) -> list[Match]:
     """The decision for each row of ``encodings``.
 
@@ -103,39 +112,44 @@ def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float) -> li
         ``face_recognition``'s default, lower is stricter.
     :return: one `Match` per encoding, in order.
     """
-    if len(encodings) == 0:
-        return []
-    if len(gallery) == 0:
-        return [Match(None, None) for _ in range(len(encodings))]
-    queries = np.asarray(encodings, dtype=np.float64)
-    nearest = distance_matrix(gallery, queries).argmin(axis=1)
-    matches = []
-    for row, column in enumerate(nearest):
-        distance = _exact_distance(gallery, column, queries[row])
-        matches.append(Match(gallery.names[column] if distance <= tolerance else None, distance))
-    return matches
+    return [decide(candidates, tolerance) for candidates in nearest_people(gallery, encodings, 1)]
 
 
 def nearest_people(gallery: Gallery, encodings: np.ndarray, count: int) -> list[list[Candidate]]:
     """For each row of ``encodings``, the ``count`` nearest distinct people, nearest first.
 
     A person's distance is that of their nearest enrolled face, so a person with many
-    faces takes one place, not many. Distances are exact float64, as in `match_faces`.
+    faces takes one place, not many. Distances are exact float64, recomputed for the
+    faces the float32 product ranks first. Only the nearest faces are sorted (a window
+    that widens until it holds ``count`` people), so one nearest face costs one pass.
     """
     if len(encodings) == 0 or len(gallery) == 0:
         return [[] for _ in range(len(encodings))]
     queries = np.asarray(encodings, dtype=np.float64)
-    ranked = []
-    for row, order in enumerate(distance_matrix(gallery, queries).argsort(axis=1)):
+    return [_nearest_of(gallery, row, queries[index], count)
+            for index, row in enumerate(distance_matrix(gallery, queries))]
+
+
+def _nearest_of(gallery: Gallery, distances: np.ndarray, query: np.ndarray, count: int) -> list[Candidate]:
+    window = 1 if count == 1 else min(len(distances), 8 * count)
+    while True:
+        if window == 1:
+            order = np.array([distances.argmin()])
+        elif window < len(distances):
+            closest = np.argpartition(distances, window - 1)[:window]
+            order = closest[np.argsort(distances[closest], kind="stable")]
+        else:
+            order = np.argsort(distances, kind="stable")
         best: dict[str, float] = {}
         for column in order:
             name = gallery.names[column]
             if name not in best:
-                best[name] = _exact_distance(gallery, column, queries[row])
+                best[name] = _exact_distance(gallery, column, query)
                 if len(best) == count:
                     break
-        ranked.append([Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])])
-    return ranked
+        if len(best) == count or window == len(distances):
+            return [Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])]
+        window = min(len(distances), window * 4)
 
 
 def _exact_distance(gallery: Gallery, column: int, query: np.ndarray) -> float:

@@ -32,5 +32,5 @@ class Services:
             # One detector per image slot: detection only runs while a slot is held.
             engine = FaceEngine.load(detectors=settings.max_concurrent_images)
         store = open_store(settings.store_location, engine.model_id, pool_size=settings.threads,
-                           on_reload=on_store_reload)
+                           on_reload=on_store_reload, pgvector=settings.pgvector)
         return cls(settings, engine, Pipeline(engine, settings), store)

@@ -21,10 +21,8 @@ from faceapi.api.render import analysis_json
 from faceapi.api.render import found_face_json
 from faceapi.api.render import image_json
 from faceapi.errors import InvalidRequest
-from faceapi.matching import Gallery
+from faceapi.matching import decide
 from faceapi.matching import face_distance
-from faceapi.matching import match_faces
-from faceapi.matching import nearest_people
 from faceapi.pipeline import Analysis
 
 bp = Blueprint("recognition", __name__)
@@ -36,13 +34,11 @@ bp = Blueprint("recognition", __name__)
                 json=(fields.TOLERANCE, fields.TOP_K, fields.ENCODINGS), required=("image", "encodings"))
 def recognize(values: dict[str, Any], collection: str) -> dict[str, Any]:
     """Every face of ``image`` (or each posted encoding), each with the name it matches in the collection or null."""
-    store = get_services().store
     tolerance = _tolerance(values)
     if "encodings" in values:
-        gallery = store.gallery(collection=collection)
-        return {"faces": _decisions(gallery, values["encodings"], tolerance, values["top_k"])}
+        return {"faces": _decisions(collection, values["encodings"], tolerance, values["top_k"])}
     analysis = find_faces(values["image"], values, max_faces=values["max_faces"])
-    decisions = _decisions(store.gallery(collection=collection), analysis.encodings(), tolerance, values["top_k"])
+    decisions = _decisions(collection, analysis.encodings(), tolerance, values["top_k"])
     return analysis_json(analysis, [
         {**found_face_json(face), **decision} for face, decision in zip(analysis.faces, decisions, strict=True)])
 
@@ -78,13 +74,15 @@ def _tolerance(values: dict[str, Any]) -> float:
     return get_services().settings.tolerance if values["tolerance"] is None else values["tolerance"]
 
 
-def _decisions(gallery: Gallery, encodings: np.ndarray, tolerance: float, top_k: int | None) -> list[dict[str, Any]]:
-    """For each encoding: the match decision, and with ``top_k`` the nearest distinct people."""
-    decisions = [{"name": match.name, "matched": match.matched, "distance": _rounded(match.distance)}
-                 for match in match_faces(gallery, encodings, tolerance)]
-    if top_k is not None:
-        for decision, candidates in zip(decisions, nearest_people(gallery, encodings, top_k), strict=True):
+def _decisions(collection: str, encodings: np.ndarray, tolerance: float, top_k: int | None) -> list[dict[str, Any]]:
+    """For each encoding: the match decision in the collection, and with ``top_k`` the nearest distinct people."""
+    decisions = []
+    for candidates in get_services().store.nearest(encodings, top_k or 1, collection=collection):
+        match = decide(candidates, tolerance)
+        decision = {"name": match.name, "matched": match.matched, "distance": _rounded(match.distance)}
+        if top_k is not None:
             decision["candidates"] = [{"name": c.name, "distance": _rounded(c.distance)} for c in candidates]
+        decisions.append(decision)
     return decisions
 
 

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from faceapi.config import POSTGRES_URL_SCHEMES
+from faceapi.matching import Candidate
 from faceapi.matching import Gallery
 from faceapi.scopes import DEFAULT_COLLECTION
 
@@ -153,6 +154,14 @@ class Store(Protocol):
         implementations check a change marker. A write elsewhere does not rebuild it.
         """
 
+    def nearest(self, encodings: np.ndarray, count: int, *,
+                collection: str = DEFAULT_COLLECTION) -> list[list[Candidate]]:
+        """For each row of ``encodings``, the ``count`` nearest distinct people of the collection, nearest
+        first (`faceapi.matching.nearest_people`): what a recognition decides from.
+
+        In this process from `gallery`, or in the database (pgvector), where the process holds no gallery.
+        """
+
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         """Every face of the collection, for export, ordered by person and then as `person_faces` orders them."""
 
@@ -181,7 +190,7 @@ class Store(Protocol):
 
 
 def open_store(location: str, model_id: str, *, pool_size: int = 4,
-               on_reload: Callable[[], None] | None = None) -> Store:
+               on_reload: Callable[[], None] | None = None, pgvector: str = "auto") -> Store:
     """The store at ``location``: a ``postgresql://`` URL, or the path of a pickle file.
 
     :param model_id: identity of the models that make the encodings; encodings of
@@ -189,12 +198,13 @@ def open_store(location: str, model_id: str, *, pool_size: int = 4,
     :param pool_size: database connections per process (one per request thread).
     :param on_reload: called each time this process reads the store afresh (its first read, or after
         another process changed it: the pickle file, a PostgreSQL collection's faces); for metrics.
+    :param pgvector: whether PostgreSQL matches in the database (`faceapi.store.postgres.enable_vector`).
     """
     reloaded = on_reload or _nothing
     if location.startswith(POSTGRES_URL_SCHEMES):
         from faceapi.store.postgres import PostgresStore
 
-        return PostgresStore(location, model_id, pool_size, on_reload=reloaded)
+        return PostgresStore(location, model_id, pool_size, on_reload=reloaded, pgvector=pgvector)
     from faceapi.store.pickle_file import PickleStore
 
     return PickleStore(location, model_id, on_reload=reloaded)

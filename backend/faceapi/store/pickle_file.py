@@ -41,7 +41,9 @@ import numpy as np
 
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
+from faceapi.matching import Candidate
 from faceapi.matching import Gallery
+from faceapi.matching import nearest_people
 from faceapi.matching import stored_matrix
 from faceapi.scopes import DEFAULT_COLLECTION
 from faceapi.store import CollectionSummary
@@ -226,6 +228,10 @@ class PickleStore:
     def gallery(self, *, collection: str = DEFAULT_COLLECTION) -> Gallery:
         contents, people = self._collection(collection)
         return contents.gallery(collection, people)
+
+    def nearest(self, encodings: np.ndarray, count: int, *,
+                collection: str = DEFAULT_COLLECTION) -> list[list[Candidate]]:
+        return nearest_people(self.gallery(collection=collection), encodings, count)
 
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         people = self._collection(collection)[1]

@@ -9,6 +9,11 @@
   reloaded only when the counter moved, so every worker of every instance sees
   every change on its next request, and a write in one collection costs the
   others nothing.
+- With the pgvector extension (``FACEAPI_PGVECTOR``), faces also carry their encoding as a
+  ``vector(128)`` under an HNSW index, and `PostgresStore.nearest` runs in the database:
+  the process holds no gallery. The planner searches a small collection exactly (its rows by
+  the primary key, then sorted) and a large one through the index; distances are recomputed
+  exactly from the stored float32 bytes, as the numpy path computes them.
 - Connections are not process-safe: the pool is created in each worker, after
   fork, on first use (`open=False` spelled out); start-up checks in the master use
   a one-off connection. A dropped connection is replaced by the pool's check; a
@@ -18,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -31,7 +37,9 @@ from psycopg_pool import PoolTimeout
 
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
+from faceapi.matching import Candidate
 from faceapi.matching import Gallery
+from faceapi.matching import nearest_people
 from faceapi.matching import stored_matrix
 from faceapi.scopes import DEFAULT_COLLECTION
 from faceapi.store import CollectionSummary
@@ -46,6 +54,8 @@ from faceapi.store import UnknownFace
 from faceapi.store import UnknownPerson
 from faceapi.store import new_face_id
 from faceapi.store import utc_now
+
+log = logging.getLogger(__name__)
 
 # Seconds a request waits for a connection before answering 503.
 _CONNECT_TIMEOUT_S = 5
@@ -98,18 +108,35 @@ _MIGRATIONS = [
     """,
 ]
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
+PGVECTOR_MODES = ("auto", "on", "off")
+# HNSW's candidate list per search (pgvector's default is 40): larger is closer to exact, and slower.
+_EF_SEARCH = 100
+# Faces fetched per query to find `count` distinct people (a person may own several of the nearest).
+_FACES_PER_PERSON = 4
+_NEAREST = """
+    SELECT q.i, p.name, f.encoding
+    FROM unnest(%(queries)s::vector[]) WITH ORDINALITY AS q(v, i)
+    CROSS JOIN LATERAL (
+        SELECT person_id, encoding FROM faces
+        WHERE collection_id = (SELECT id FROM collections WHERE name = %(collection)s) AND model = %(model)s
+        ORDER BY embedding <-> q.v LIMIT %(window)s) f
+    JOIN people p ON p.id = f.person_id
+"""
 
 
 class PostgresStore:
     """The `faceapi.store.Store` on a PostgreSQL database."""
 
     def __init__(self, dsn: str, model_id: str, pool_size: int = 4,
-                 on_reload: Callable[[], None] = lambda: None) -> None:
+                 on_reload: Callable[[], None] = lambda: None, pgvector: str = "auto") -> None:
         """Connect once to migrate the schema; the pool opens later, in the process that uses it.
 
         :param pool_size: connections per process; one per request thread is enough.
         :param on_reload: called whenever the gallery is read afresh (see `faceapi.store.open_store`).
+        :param pgvector: ``auto`` matches in the database when it offers the vector extension, ``on``
+            requires it, ``off`` never uses it (see `enable_vector`).
         :raises StoreUnavailable: the database cannot be reached.
+        :raises StoreError: ``pgvector="on"`` and the extension cannot be used.
         """
         self._dsn = dsn
         self._model_id = model_id
@@ -122,6 +149,7 @@ class PostgresStore:
         self._galleries: dict[str, tuple[tuple[int, int], Gallery]] = {}
         with _unavailable_on_error(), psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             migrate(conn)
+            self.matches_in_database = enable_vector(conn, pgvector)
 
     def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
                   *, collection: str = DEFAULT_COLLECTION) -> Enrollment:
@@ -220,6 +248,28 @@ class PostgresStore:
         self._on_reload()
         return gallery
 
+    def nearest(self, encodings: np.ndarray, count: int, *,
+                collection: str = DEFAULT_COLLECTION) -> list[list[Candidate]]:
+        if not self.matches_in_database:
+            return nearest_people(self.gallery(collection=collection), encodings, count)
+        queries = np.asarray(encodings, dtype=np.float64).reshape(-1, ENCODING_WIDTH)
+        if len(queries) == 0:
+            return []
+        with self._transaction() as cur:
+            cur.execute(f"SET LOCAL hnsw.ef_search = {_EF_SEARCH:d}")
+            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # keep searching past other collections
+            rows = cur.execute(_NEAREST, {
+                "queries": [_vector_text(query) for query in queries], "collection": collection,
+                "model": self._model_id, "window": count * _FACES_PER_PERSON}).fetchall()
+        found: list[dict[str, float]] = [{} for _ in queries]
+        for index, name, blob in rows:
+            query = queries[index - 1]
+            distance = float(np.linalg.norm(stored_matrix(blob)[0].astype(np.float64) - query))
+            best = found[index - 1]
+            best[name] = min(distance, best.get(name, distance))
+        return [[Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])][:count]
+                for best in found]
+
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         with self._transaction() as cur:
             rows = cur.execute(
@@ -267,16 +317,15 @@ class PostgresStore:
 
     def _insert(self, cur: psycopg.Cursor, collection_id: int, person_id: int, records: list[FaceRecord]) -> int:
         """Insert ``records`` for one person, skipping ids already in the collection; how many were new."""
-        added = 0
-        for record in records:
-            cur.execute(
-                "INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id) "
-                "VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s) ON CONFLICT (collection_id, id) DO NOTHING",
-                (record.face_id, collection_id, person_id, self._model_id,
-                 np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes(), record.created_at, record.external_id),
-            )
-            added += cur.rowcount
-        return added
+        vector = self.matches_in_database
+        rows = [(record.face_id, collection_id, person_id, self._model_id,
+                 np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes(), record.created_at, record.external_id,
+                 *((_vector_text(record.encoding),) if vector else ())) for record in records]
+        cur.executemany(
+            "INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id"
+            + (", embedding" if vector else "") + ") VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s"
+            + (", %s::vector" if vector else "") + ") ON CONFLICT (collection_id, id) DO NOTHING", rows)
+        return cur.rowcount
 
     def check(self) -> None:
         with self._transaction() as cur:
@@ -332,6 +381,53 @@ def migrate(conn: psycopg.Connection) -> int:
             conn.execute(sql)
             conn.execute("INSERT INTO faceapi_schema (version) VALUES (%s)", (version,))
     return len(_MIGRATIONS)
+
+
+def enable_vector(conn: psycopg.Connection, mode: str) -> bool:
+    """Prepare matching in the database, as ``mode`` (`PGVECTOR_MODES`) asks; whether it is on.
+
+    ``auto`` and ``on`` create the vector extension if the server offers it, add each face's
+    ``embedding`` with its HNSW index, and fill it for faces stored without one (once, under the
+    migration lock). ``auto`` falls back to the gallery in the process when the server has no
+    extension, or refuses to create it; ``on`` raises `StoreError` then.
+    """
+    if mode == "off":
+        return False
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is None:
+        return _without_vector(mode, "the database offers no vector extension (pgvector)")
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("ALTER TABLE faces ADD COLUMN IF NOT EXISTS embedding vector(128)")
+            conn.execute("CREATE INDEX IF NOT EXISTS faces_embedding ON faces USING hnsw (embedding vector_l2_ops)")
+            _fill_embeddings(conn)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return _without_vector(mode, f"the database refused the vector extension: {_first_line(exc)}")
+    return True
+
+
+def _without_vector(mode: str, reason: str) -> bool:
+    if mode == "on":
+        raise StoreError(f"FACEAPI_PGVECTOR=on, but {reason}")
+    log.info("matching in this process, not in the database: %s", reason)
+    return False
+
+
+def _fill_embeddings(conn: psycopg.Connection, batch: int = 5000) -> None:
+    """Give every face stored without an embedding (before pgvector, or while it was off) its own."""
+    while rows := conn.execute("SELECT collection_id, id, encoding FROM faces WHERE embedding IS NULL LIMIT %s",
+                               (batch,)).fetchall():
+        with conn.cursor() as cur:
+            cur.executemany("UPDATE faces SET embedding = %s::vector WHERE collection_id = %s AND id = %s",
+                            [(_vector_text(stored_matrix(blob)[0]), collection_id, face_id)
+                             for collection_id, face_id, blob in rows])
+
+
+def _vector_text(encoding: np.ndarray) -> str:
+    """pgvector's text form of an encoding; each float32 value written exactly."""
+    values = np.asarray(encoding, dtype=STORED_DTYPE).astype(np.float64).tolist()
+    return "[" + ",".join(map(repr, values)) + "]"
 
 
 @contextlib.contextmanager
