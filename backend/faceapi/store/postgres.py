@@ -160,7 +160,7 @@ class PostgresStore:
         with self._transaction() as cur:
             collection_id = _collection_id(cur, collection)
             person_id = _person_id(cur, collection_id, name)
-            self._insert(cur, collection_id, person_id, records)
+            self._insert(cur, collection_id, [(person_id, record) for record in records])
             _bump_version(cur, collection_id)
             count = _face_count(cur, person_id)
         return Enrollment(name, tuple(record.face_id for record in records), count)
@@ -279,16 +279,13 @@ class PostgresStore:
 
     def import_faces(self, records: list[FaceRecord], *, replace: bool = False,
                      collection: str = DEFAULT_COLLECTION) -> int:
-        added = 0
         with self._transaction() as cur:
             collection_id = _collection_id(cur, collection)
             if replace:
                 cur.execute("DELETE FROM people WHERE collection_id = %s", (collection_id,))
-            person_ids: dict[str, int] = {}
-            for record in records:
-                if record.name not in person_ids:
-                    person_ids[record.name] = _person_id(cur, collection_id, record.name)
-                added += self._insert(cur, collection_id, person_ids[record.name], [record])
+            person_ids = {name: _person_id(cur, collection_id, name) for name in dict.fromkeys(r.name for r in records)}
+            # One statement for the whole file: the rows go in one batch.
+            added = self._insert(cur, collection_id, [(person_ids[record.name], record) for record in records])
             _bump_version(cur, collection_id)
         return added
 
@@ -315,12 +312,13 @@ class PostgresStore:
             cur.execute("DELETE FROM collections WHERE id = %s", (row[0],))
         return faces
 
-    def _insert(self, cur: psycopg.Cursor, collection_id: int, person_id: int, records: list[FaceRecord]) -> int:
-        """Insert ``records`` for one person, skipping ids already in the collection; how many were new."""
+    def _insert(self, cur: psycopg.Cursor, collection_id: int, faces: list[tuple[int, FaceRecord]]) -> int:
+        """Insert each (person id, record) of ``faces``, skipping ids already in the collection; how many
+        were new. One ``executemany``: psycopg sends the rows in a pipeline, not one round trip each."""
         vector = self.matches_in_database
         rows = [(record.face_id, collection_id, person_id, self._model_id,
                  np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes(), record.created_at, record.external_id,
-                 *((_vector_text(record.encoding),) if vector else ())) for record in records]
+                 *((_vector_text(record.encoding),) if vector else ())) for person_id, record in faces]
         cur.executemany(
             "INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id"
             + (", embedding" if vector else "") + ") VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s"
