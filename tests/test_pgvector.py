@@ -73,12 +73,32 @@ def test_auto_falls_back_where_the_server_has_no_pgvector_and_on_refuses(pg_url:
     store.close()
 
 
+def test_a_collection_up_to_the_threshold_is_searched_exactly(pgvector_url: str) -> None:
+    """Exact below `EXACT_SEARCH_FACES` (here 100), by the face counts every write keeps: the same candidates
+    as numpy's exact search; above it, the index."""
+    store = PostgresStore(pgvector_url, "m", exact_search_faces=100)
+    store.import_faces([FaceRecord(f"f{i}", f"p{i // 3}", row) for i, row in enumerate(random_encodings(99, 1))],
+                       collection="c")
+    store.add_faces("late", random_encodings(1, 2), collection="c")
+    store.remove_face("p0", "f0", collection="c")
+    store.remove_person("p1", collection="c")
+    store.import_faces([FaceRecord("x", "y", random_encodings(1, 3)[0])], collection="d", replace=True)
+    with psycopg.connect(pgvector_url) as conn:
+        counts = dict(conn.execute("SELECT name, faces FROM collections WHERE faces > 0").fetchall())
+        real = dict(conn.execute("SELECT c.name, count(f.id) FROM collections c JOIN faces f "
+                                 "ON f.collection_id = c.id GROUP BY c.name").fetchall())
+    assert counts == real == {"c": 96, "d": 1}
+    queries = random_encodings(20, 4)
+    assert store.nearest(queries, 3, collection="c") == nearest_people(store.gallery(collection="c"), queries, 3)
+    store.close()
+
+
 def test_a_large_collection_is_searched_through_the_index(pgvector_url: str) -> None:
     """With most of the table in one collection, the planner takes the HNSW index; its answers name the
     enrolled face a query is a slightly moved copy of, for nearly every query (the index is approximate, and
     made-up Gaussian encodings are its hardest case: real ones cluster; bench/pgvector_scale.py measures
     the recall on a million)."""
-    store = PostgresStore(pgvector_url, "m")
+    store = PostgresStore(pgvector_url, "m", exact_search_faces=1000)
     encodings = random_encodings(3000, 5) * 0.1
 
     records = [FaceRecord(f"f{i}", f"person {i}", row) for i, row in enumerate(encodings)]

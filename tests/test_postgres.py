@@ -138,6 +138,8 @@ def test_schema_2_upgrades_to_collections_keeping_every_face(pg_url: str) -> Non
             conn.execute("UPDATE gallery_version SET version = 5")
     store = PostgresStore(pg_url, "m")
     assert [(c.name, c.person_count, c.face_count) for c in store.collections()] == [("default", 2, 3)]
+    with psycopg.connect(pg_url) as conn:  # migration 4 counted them
+        assert conn.execute("SELECT faces FROM collections WHERE name = 'default'").fetchone() == (3,)
     faces = store.person_faces("ada")
     assert [(f.face_id, f.external_id, f.created_at.year) for f in faces] == [("a1", "x/a1", 2026),
                                                                                 ("a2", "x/a2", 2026)]

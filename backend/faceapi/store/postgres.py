@@ -106,6 +106,11 @@ _MIGRATIONS = [
     ALTER TABLE faces ADD PRIMARY KEY (collection_id, id);
     DROP TABLE gallery_version;
     """,
+    # 4: each collection's face count, kept by every write: it decides between exact and indexed search.
+    """
+    ALTER TABLE collections ADD COLUMN faces bigint NOT NULL DEFAULT 0;
+    UPDATE collections c SET faces = (SELECT count(*) FROM faces f WHERE f.collection_id = c.id);
+    """,
 ]
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
 PGVECTOR_MODES = ("auto", "on", "off")
@@ -113,28 +118,39 @@ PGVECTOR_MODES = ("auto", "on", "off")
 _EF_SEARCH = 100
 # Faces fetched per query to find `count` distinct people (a person may own several of the nearest).
 _FACES_PER_PERSON = 4
+# Up to this many faces in a collection, a search is exact: measured (bench/pgvector_scale.py), an exact
+# search of 20 000 faces takes about as long as an indexed one of a million, and is never wrong.
+EXACT_SEARCH_FACES = 20_000
+# The nearest faces of each query, within one collection: `ORDER BY distance + 0` can use no vector index,
+# so PostgreSQL reads the collection's rows by the primary key and sorts them (exact); plain `ORDER BY
+# distance` is served by the HNSW index (approximate).
 _NEAREST = """
     SELECT q.i, p.name, f.encoding
     FROM unnest(%(queries)s::vector[]) WITH ORDINALITY AS q(v, i)
     CROSS JOIN LATERAL (
         SELECT person_id, encoding FROM faces
-        WHERE collection_id = (SELECT id FROM collections WHERE name = %(collection)s) AND model = %(model)s
-        ORDER BY embedding <-> q.v LIMIT %(window)s) f
+        WHERE collection_id = %(collection_id)s AND model = %(model)s
+        ORDER BY {order} LIMIT %(window)s) f
     JOIN people p ON p.id = f.person_id
 """
+_EXACT_NEAREST = _NEAREST.format(order="(embedding <-> q.v) + 0")
+_INDEXED_NEAREST = _NEAREST.format(order="embedding <-> q.v")
 
 
 class PostgresStore:
     """The `faceapi.store.Store` on a PostgreSQL database."""
 
     def __init__(self, dsn: str, model_id: str, pool_size: int = 4,
-                 on_reload: Callable[[], None] = lambda: None, pgvector: str = "auto") -> None:
+                 on_reload: Callable[[], None] = lambda: None, pgvector: str = "auto",
+                 exact_search_faces: int = EXACT_SEARCH_FACES) -> None:
         """Connect once to migrate the schema; the pool opens later, in the process that uses it.
 
         :param pool_size: connections per process; one per request thread is enough.
         :param on_reload: called whenever the gallery is read afresh (see `faceapi.store.open_store`).
         :param pgvector: ``auto`` matches in the database when it offers the vector extension, ``on``
             requires it, ``off`` never uses it (see `enable_vector`).
+        :param exact_search_faces: with pgvector, collections up to this size are searched exactly, larger
+            ones through the HNSW index.
         :raises StoreUnavailable: the database cannot be reached.
         :raises StoreError: ``pgvector="on"`` and the extension cannot be used.
         """
@@ -142,6 +158,7 @@ class PostgresStore:
         self._model_id = model_id
         self._on_reload = on_reload
         self._pool_size = pool_size
+        self._exact_search_faces = exact_search_faces
         self._pool: ConnectionPool | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
@@ -160,8 +177,8 @@ class PostgresStore:
         with self._transaction() as cur:
             collection_id = _collection_id(cur, collection)
             person_id = _person_id(cur, collection_id, name)
-            self._insert(cur, collection_id, [(person_id, record) for record in records])
-            _bump_version(cur, collection_id)
+            added = self._insert(cur, collection_id, [(person_id, record) for record in records])
+            _bump_version(cur, collection_id, added)
             count = _face_count(cur, person_id)
         return Enrollment(name, tuple(record.face_id for record in records), count)
 
@@ -176,7 +193,7 @@ class PostgresStore:
             ).fetchone()
             if row is None:
                 raise UnknownPerson(name)
-            _bump_version(cur, row[0])
+            _bump_version(cur, row[0], -row[1])
         return row[1]
 
     def remove_face(self, name: str, face_id: str, *, collection: str = DEFAULT_COLLECTION) -> int:
@@ -188,7 +205,7 @@ class PostgresStore:
             left = _face_count(cur, person_id)
             if left == 0:
                 cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
-            _bump_version(cur, collection_id)
+            _bump_version(cur, collection_id, -1)
         return left
 
     def rename_person(self, name: str, new_name: str, *, merge: bool = False,
@@ -256,10 +273,16 @@ class PostgresStore:
         if len(queries) == 0:
             return []
         with self._transaction() as cur:
-            cur.execute(f"SET LOCAL hnsw.ef_search = {_EF_SEARCH:d}")
-            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # keep searching past other collections
-            rows = cur.execute(_NEAREST, {
-                "queries": [_vector_text(query) for query in queries], "collection": collection,
+            row = cur.execute("SELECT id, faces FROM collections WHERE name = %s", (collection,)).fetchone()
+            if row is None:
+                return [[] for _ in queries]
+            exact = row[1] <= self._exact_search_faces
+            if not exact:
+                # Iterative scans keep searching when other collections' faces fill the first candidates.
+                cur.execute(f"SET LOCAL hnsw.ef_search = {_EF_SEARCH:d}; "
+                            "SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = cur.execute(_EXACT_NEAREST if exact else _INDEXED_NEAREST, {
+                "queries": [_vector_text(query) for query in queries], "collection_id": row[0],
                 "model": self._model_id, "window": count * _FACES_PER_PERSON}).fetchall()
         found: list[dict[str, float]] = [{} for _ in queries]
         for index, name, blob in rows:
@@ -286,7 +309,7 @@ class PostgresStore:
             person_ids = {name: _person_id(cur, collection_id, name) for name in dict.fromkeys(r.name for r in records)}
             # One statement for the whole file: the rows go in one batch.
             added = self._insert(cur, collection_id, [(person_ids[record.name], record) for record in records])
-            _bump_version(cur, collection_id)
+            _bump_version(cur, collection_id, added, counted=replace)
         return added
 
     def collections(self) -> list[CollectionSummary]:
@@ -481,5 +504,7 @@ def _record(row: tuple) -> FaceRecord:
     return FaceRecord(face_id, name, stored_matrix(blob)[0].copy(), created_at, external_id)
 
 
-def _bump_version(cur: psycopg.Cursor, collection_id: int) -> None:
-    cur.execute("UPDATE collections SET version = version + 1 WHERE id = %s", (collection_id,))
+def _bump_version(cur: psycopg.Cursor, collection_id: int, faces: int = 0, *, counted: bool = False) -> None:
+    """Mark the collection changed; its face count moves by ``faces`` (with ``counted``: is ``faces``)."""
+    cur.execute("UPDATE collections SET version = version + 1, faces = %s + CASE WHEN %s THEN 0 ELSE faces END "
+                "WHERE id = %s", (faces, counted, collection_id))

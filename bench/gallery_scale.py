@@ -1,0 +1,93 @@
+"""What a growing gallery costs each store: an enroll of 100 faces, and a recognition right after another
+worker's write, at 1 000 to 100 000 faces in one collection.
+
+Usage: .venv/bin/python bench/gallery_scale.py [--sizes 1000 10000 100000]
+                                               [--url postgresql://postgres@127.0.0.1:5432/test]
+                                               [--pgvector-url $TEST_PGVECTOR_URL]
+
+Two handles on one store stand for two workers: one enrolls 100 made-up encodings (the median of 5
+enrolls is timed), the other then recognizes one encoding (timed: the reload or the query that the write
+causes), and once more when nothing changed. PostgreSQL runs in throwaway schemas, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from faceapi.store import FaceRecord
+from faceapi.store import open_store
+
+MODEL = "bench-model"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--pgvector-url", default=os.environ.get("TEST_PGVECTOR_URL"))
+    args = parser.parse_args()
+    kinds = {"pickle": None, "postgres": args.url, "pgvector": args.pgvector_url}
+    print(f"{'store':10}{'faces':>9}{'enroll 100':>12}{'recognize after':>17}{'quiet':>9}")
+    for kind, server in kinds.items():
+        if kind != "pickle" and not server:
+            continue
+        for size in args.sizes:
+            with location(kind, server) as where:
+                enroll_ms, after_ms, quiet_ms = measure(where, size)
+            print(f"{kind:10}{size:>9}{enroll_ms:>10.1f}ms{after_ms:>15.1f}ms{quiet_ms:>7.1f}ms", flush=True)
+
+
+@contextlib.contextmanager
+def location(kind: str, server: str | None) -> Iterator[str]:
+    if server is None:
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"{directory}/faces.pkl"
+        return
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        separator = "&" if "?" in server else "?"
+        yield f"{server}{separator}options=-csearch_path%3D{schema}%2Cpublic"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def measure(where: str, size: int) -> tuple[float, float, float]:
+    rng = np.random.default_rng(size)
+    writer, reader = open_store(where, MODEL), open_store(where, MODEL)
+    encodings = rng.normal(scale=1 / np.sqrt(128), size=(size, 128)).astype(np.float32)
+    writer.import_faces([FaceRecord(uuid.uuid4().hex, f"person {i // 2}", row) for i, row in enumerate(encodings)])
+    query = encodings[:1]
+    reader.nearest(query, 1)
+    enrolls, afters, quiets = [], [], []
+    for round_index in range(5):
+        batch = rng.normal(scale=1 / np.sqrt(128), size=(100, 128)).astype(np.float32)
+        start = time.perf_counter()
+        writer.add_faces(f"newcomer {round_index}", batch)
+        enrolls.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        reader.nearest(query, 1)
+        afters.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        reader.nearest(query, 1)
+        quiets.append(time.perf_counter() - start)
+    writer.close()
+    reader.close()
+    return tuple(statistics.median(values) * 1000 for values in (enrolls, afters, quiets))
+
+
+if __name__ == "__main__":
+    main()
