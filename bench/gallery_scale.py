@@ -36,8 +36,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--pgvector-url", default=os.environ.get("TEST_PGVECTOR_URL"))
+    parser.add_argument("--stores", nargs="+", default=["pickle", "postgres", "pgvector"])
     args = parser.parse_args()
-    kinds = {"pickle": None, "postgres": args.url, "pgvector": args.pgvector_url}
+    kinds = {kind: server for kind, server in {"pickle": None, "postgres": args.url,
+                                                "pgvector": args.pgvector_url}.items() if kind in args.stores}
     print(f"{'store':10}{'faces':>9}{'enroll 100':>12}{'recognize after':>17}{'quiet':>9}")
     for kind, server in kinds.items():
         if kind != "pickle" and not server:

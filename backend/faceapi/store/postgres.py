@@ -121,6 +121,7 @@ _FACES_PER_PERSON = 4
 # Up to this many faces in a collection, a search is exact: measured (bench/pgvector_scale.py), an exact
 # search of 20 000 faces takes about as long as an indexed one of a million, and is never wrong.
 EXACT_SEARCH_FACES = 20_000
+_ANALYZE_AFTER_FACES = 10_000
 # The nearest faces of each query, within one collection: `ORDER BY distance + 0` can use no vector index,
 # so PostgreSQL reads the collection's rows by the primary key and sorts them (exact); plain `ORDER BY
 # distance` is served by the HNSW index (approximate).
@@ -310,6 +311,9 @@ class PostgresStore:
             # One statement for the whole file: the rows go in one batch.
             added = self._insert(cur, collection_id, [(person_ids[record.name], record) for record in records])
             _bump_version(cur, collection_id, added, counted=replace)
+            if added >= _ANALYZE_AFTER_FACES:
+                # Fresh statistics now, not at autovacuum's next pass: they choose the index for a large collection.
+                cur.execute("ANALYZE faces")
         return added
 
     def collections(self) -> list[CollectionSummary]:
