@@ -64,18 +64,19 @@ def pipeline(engine: FaceEngine) -> Pipeline:
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """The PostgreSQL server scripts/test provides. Missing, the run fails: a skipped backend is an untested one."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
-        pytest.fail("TEST_DATABASE_URL is not set: run the tests with ./scripts/test, which starts PostgreSQL")
-    return url
+    return _server_from_scripts("TEST_DATABASE_URL", "PostgreSQL")
 
 
 @pytest.fixture(scope="session")
 def pgvector_server_url() -> str:
     """The PostgreSQL server with pgvector that scripts/test starts (scripts/ensure-pgvector); never skipped."""
-    url = os.environ.get("TEST_PGVECTOR_URL")
+    return _server_from_scripts("TEST_PGVECTOR_URL", "pgvector")
+
+
+def _server_from_scripts(variable: str, what: str) -> str:
+    url = os.environ.get(variable)
     if not url:
-        pytest.fail("TEST_PGVECTOR_URL is not set: run the tests with ./scripts/test, which starts pgvector")
+        pytest.fail(f"{variable} is not set: run the tests with ./scripts/test, which starts {what}")
     return url
 
 
