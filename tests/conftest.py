@@ -61,6 +61,25 @@ def pipeline(engine: FaceEngine) -> Pipeline:
     return Pipeline(engine, Settings(workers=1))
 
 
+@pytest.fixture(autouse=True)
+def _close_database_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close the connection pools of every PostgreSQL store a test opened, when it ends: a pool left to the
+    garbage collector may be collected on its own worker thread, which then cannot join itself."""
+    from faceapi.store.postgres import PostgresStore
+
+    opened: list[PostgresStore] = []
+    real_init = PostgresStore.__init__
+
+    def init(self: PostgresStore, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(PostgresStore, "__init__", init)
+    yield
+    for store in opened:
+        store.close()
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     """The PostgreSQL server scripts/test provides. Missing, the run fails: a skipped backend is an untested one."""
