@@ -91,7 +91,7 @@ def test_read_only_store_directory(pickle_client, monkeypatch: pytest.MonkeyPatc
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(pickle_file.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(pickle_file.os, "pwrite", read_only)
     response = enroll(client, "biden", "biden.jpg")
     assert response.status_code == 503 and response.json["error"]["code"] == "store_unavailable"
     assert names(recognize(client, "tests/test_images/obama2.jpg")) == ["obama"]  # reads still work

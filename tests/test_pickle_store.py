@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing
 import os
 import pathlib
 import pickle
 import signal
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
 
 from faceapi.store import StoreError
 from faceapi.store import UnknownPerson
+from faceapi.store import pickle_file
 from faceapi.store.pickle_file import PickleStore
 from tests.conftest import MODEL
 from tests.conftest import random_encodings
@@ -97,40 +101,83 @@ def test_pickle_with_code_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest
     assert not (tmp_path / "pwned").exists()
 
 
-def test_code_inside_a_collection_is_refused_when_it_is_read(tmp_path: pathlib.Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Format 3 pickles each collection's people on their own: those go through the same unpickler."""
+def test_code_inside_an_older_collection_or_a_journal_record_is_refused(tmp_path: pathlib.Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Format 3 pickled each collection's people on their own, and format 4 pickles each journal record:
+    those go through the same unpickler."""
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "faces.pkl"
     inner = pickle.dumps({"x": _RunsCode()})
     path.write_bytes(pickle.dumps({"format": 3, "model": MODEL,
                                    "collections": {"c": {"people": 1, "faces": 1, "data": inner}}}))
-    store = PickleStore(path, MODEL)
-    assert [c.name for c in store.collections()] == ["c"]
     with pytest.raises(StoreError, match="only plain data"):
-        store.gallery(collection="c")
+        PickleStore(path, MODEL)
+    path.unlink()
+    PickleStore(path, MODEL).add_faces("ada", random_encodings(1, 1))
+    payload = pickle.dumps({"op": "rename", "c": "default", "name": "ada", "to": _RunsCode()})
+    with open(tmp_path / "faces.pkl.journal", "ab") as journal:
+        journal.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
     with pytest.raises(StoreError, match="only plain data"):
-        store.add_faces("y", random_encodings(1, 1), collection="c")
+        PickleStore(path, MODEL)
     assert not (tmp_path / "pwned").exists()
 
 
-def test_a_process_holds_the_collections_it_serves(tmp_path: pathlib.Path) -> None:
-    """A reader keeps the data of the collections it was asked for only, and a write in one collection leaves
-    the others' galleries as they were built."""
+def test_readers_apply_what_others_append(tmp_path: pathlib.Path) -> None:
+    """A write appends to the journal and leaves the snapshot alone; a reader applies the new record to
+    what it holds (a collection nobody wrote to keeps its gallery object), and its matrix is a read-only
+    map of the shared file, not a copy."""
+    reloads: list[int] = []
     writer = PickleStore(tmp_path / "faces.pkl", MODEL)
     writer.add_faces("ada", random_encodings(3, 1), collection="a")
     writer.add_faces("bob", random_encodings(2, 2), collection="b")
-    reader = PickleStore(tmp_path / "faces.pkl", MODEL)
+    reader = PickleStore(tmp_path / "faces.pkl", MODEL, on_reload=lambda: reloads.append(1))
     gallery_a = reader.gallery(collection="a")
-    assert gallery_a.names == ("ada",) * 3
-    kept = {name: entry["data"] is not None for name, entry in reader._cache.data["collections"].items()}
-    assert kept == {"a": True, "b": False}
-    assert [(c.name, c.person_count, c.face_count) for c in reader.collections()] == [("a", 1, 3), ("b", 1, 2)]
+    assert gallery_a.names == ("ada",) * 3 and not gallery_a.encodings.flags.writeable
+    assert isinstance(_base_of(gallery_a.encodings), mmap.mmap)
+    snapshot = (tmp_path / "faces.pkl").stat()
+    journal_size = (tmp_path / "faces.pkl.journal").stat().st_size
     writer.add_faces("bea", random_encodings(1, 3), collection="b")
-    assert reader.gallery(collection="a") is gallery_a  # the file changed, collection a did not
-    assert sorted(reader.gallery(collection="b").names) == ["bea", "bob", "bob"]  # read for it, now kept
+    assert (tmp_path / "faces.pkl").stat().st_ino == snapshot.st_ino
+    assert (tmp_path / "faces.pkl.journal").stat().st_size > journal_size
+    before = len(reloads)
+    assert reader.gallery(collection="a") is gallery_a
+    assert sorted(reader.gallery(collection="b").names) == ["bea", "bob", "bob"] and len(reloads) == before + 1
     writer.add_faces("ada", random_encodings(1, 4), collection="a")
     assert len(reader.gallery(collection="a")) == 4
+    np.testing.assert_array_equal(reader.gallery(collection="a").encodings[3], random_encodings(1, 4)[0])
+
+
+def _base_of(array: np.ndarray) -> object:
+    while isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return array.obj if isinstance(array, memoryview) else array
+
+
+def test_the_journal_is_folded_and_removed_rows_compacted(tmp_path: pathlib.Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the journal outgrows the snapshot it is folded into a new one; once a quarter of a matrix file's
+    rows are removed it is rewritten without them, and the old file goes."""
+    monkeypatch.setattr(pickle_file, "JOURNAL_FOLD_BYTES", 4096)
+    monkeypatch.setattr(pickle_file, "MATRIX_COMPACT_ROWS", 16)
+    store = PickleStore(tmp_path / "faces.pkl", MODEL)
+    reader = PickleStore(tmp_path / "faces.pkl", MODEL)
+    for index in range(40):
+        store.add_faces(f"p{index % 8}", random_encodings(4, index))
+    assert (tmp_path / "faces.pkl.journal").stat().st_size <= 4096 + 4096
+    assert [(p.name, p.face_count) for p in reader.people()] == [(f"p{i}", 20) for i in range(8)]
+    first_matrix = list(tmp_path.glob("faces.pkl.*.f32"))
+    kept = {face.face_id: face.encoding for face in store.faces() if face.name not in ("p0", "p1")}
+    store.remove_person("p0")  # 20 of 160 rows: kept, zeroed
+    assert list(tmp_path.glob("faces.pkl.*.f32")) == first_matrix
+    store.remove_person("p1")  # 40 of 160: the file is rewritten
+    matrices = list(tmp_path.glob("faces.pkl.*.f32"))
+    assert len(matrices) == 1 and matrices != first_matrix and matrices[0].stat().st_size == 120 * 128 * 4
+    gallery = reader.gallery()
+    assert sorted(set(gallery.names)) == [f"p{i}" for i in range(2, 8)] and len(gallery) == 120
+    after = {face.face_id: face.encoding for face in PickleStore(tmp_path / "faces.pkl", MODEL).faces()}
+    assert after.keys() == kept.keys() and all(np.array_equal(after[key], kept[key]) for key in kept)
+    store.remove_face("p3", next(iter(f.face_id for f in store.person_faces("p3"))))
+    assert len(reader.gallery()) == 119 and reader.gallery().encodings.shape[0] == 120  # a removed row, kept
 
 
 def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
@@ -147,18 +194,11 @@ def test_foreign_model_and_format_refused(tmp_path: pathlib.Path) -> None:
     assert pickle.loads((tmp_path / "good.pkl").read_bytes()) == ["not", "a", "store"]
 
 
-def test_previous_version_kept_as_backup(tmp_path: pathlib.Path) -> None:
-    store = PickleStore(tmp_path / "faces.pkl", MODEL)
-    store.add_faces("ada", random_encodings(1, 1))
-    store.add_faces("bob", random_encodings(1, 2))
-    backup = PickleStore(tmp_path / "faces.pkl.bak", MODEL)
-    assert [person.name for person in backup.people()] == ["ada"]
-
-
 def _old_format_bytes(pipeline, version: int) -> bytes:
-    """A store file as the format-1 or format-2 store wrote it (``pickle.dumps`` of plain data, highest
+    """A store file as the format-1, 2 or 3 store wrote it (``pickle.dumps`` of plain data, highest
     protocol), of the labelled photos: obama.jpg and obama2.jpg as "Barack Obama", biden.jpg as "Joe Biden".
-    Format 2 adds creation times (one unknown, as for faces upgraded from format 1) and external ids."""
+    Format 2 adds creation times (one unknown, as for faces upgraded from format 1) and external ids;
+    format 3 holds collections, each pickled on its own."""
     from faceapi.store import new_face_id
     from tests.conftest import test_images
 
@@ -170,17 +210,21 @@ def _old_format_bytes(pipeline, version: int) -> bytes:
         "Barack Obama": {"ids": [new_face_id(), new_face_id()], "encodings": encodings("obama.jpg", "obama2.jpg")},
         "Joe Biden": {"ids": [new_face_id()], "encodings": encodings("biden.jpg")},
     }
-    if version == 2:
+    if version >= 2:
         people["Barack Obama"].update(created=[None, 1_700_000_000_000_000], external_ids=["o/1.jpg", None])
         people["Joe Biden"].update(created=[1_700_000_000_000_001], external_ids=[None])
+    if version == 3:
+        entry = {"people": 2, "faces": 3, "data": pickle.dumps(people, protocol=pickle.HIGHEST_PROTOCOL)}
+        return pickle.dumps({"format": 3, "model": pipeline.engine.model_id, "collections": {"default": entry}},
+                            protocol=pickle.HIGHEST_PROTOCOL)
     return pickle.dumps({"format": version, "model": pipeline.engine.model_id, "people": people},
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_older_format_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipeline, engine, version: int) -> None:
-    """Opening a format-1 or format-2 store upgrades the file in place to format 3, every face in the
-    default collection, times and external ids kept."""
+    """Opening a store of format 1, 2 or 3 upgrades it in place to format 4, every face in the default
+    collection, times and external ids kept; the old file stays as the backup until the first removal."""
     from faceapi import create_app
     from faceapi.config import Settings
     from tests.scenario import names
@@ -190,9 +234,11 @@ def test_older_format_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipelin
     path = tmp_path / "faces.pkl"
     path.write_bytes(old_bytes)
     old = pickle.loads(old_bytes)  # our own bytes: plain data
+    if version == 3:
+        old["people"] = pickle.loads(old["collections"]["default"]["data"])
     store = PickleStore(path, engine.model_id)
     new = pickle.loads(path.read_bytes())
-    assert new["format"] == 3 and (tmp_path / "faces.pkl.bak").read_bytes() == old_bytes
+    assert new["format"] == 4 and (tmp_path / "faces.pkl.bak").read_bytes() == old_bytes
     assert list(new["collections"]) == ["default"] and "people" not in new
     for name, person in old["people"].items():
         faces = store.person_faces(name)
@@ -205,7 +251,7 @@ def test_older_format_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipelin
             assert (by_id[face_id].created_at is None) == (created is None)
             assert by_id[face_id].external_id == person.get("external_ids", [None] * len(person["ids"]))[index]
     PickleStore(path, engine.model_id)  # a second opening finds nothing to upgrade
-    assert path.read_bytes() == pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL)
+    assert pickle.loads(path.read_bytes()) == new
 
     client = create_app(Settings(store_path=str(path), workers=1), engine=engine).test_client()
     assert names(recognize(client, "examples/two_people.jpg")) == ["Barack Obama", "Joe Biden"]
@@ -214,6 +260,8 @@ def test_older_format_store_is_upgraded_in_place(tmp_path: pathlib.Path, pipelin
     assert client.get("/collections").json["collections"] == [
         {"name": "default", "person_count": 2, "face_count": 3}]
     assert client.get("/collections/other/people").json["people"] == []
+    assert client.delete("/people/Joe Biden").status_code == 200
+    assert not (tmp_path / "faces.pkl.bak").exists()  # it held the person just removed
 
 
 def _open_store(path: str, model: str) -> None:
@@ -232,7 +280,7 @@ def test_two_processes_opening_a_format_2_store_upgrade_it_once(tmp_path: pathli
     for process in openers:
         process.join(60)
         assert process.exitcode == 0
-    assert pickle.loads(path.read_bytes())["format"] == 3
+    assert pickle.loads(path.read_bytes())["format"] == 4
     # Written once: the backup is still the format-2 file, not a second copy of the upgraded one.
     assert (tmp_path / "faces.pkl.bak").read_bytes() == old_bytes
     assert sum(p.face_count for p in PickleStore(path, model).people()) == 3

@@ -25,21 +25,28 @@ def stored_matrix(blob: bytes) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Gallery:
-    """The known faces: row ``i`` of ``encodings`` belongs to ``names[i]``.
+    """The known faces: row ``i`` of ``encodings`` belongs to ``people[labels[i]]``.
 
-    Encodings are float32: dlib computes them in float32, so nothing is lost, and
-    the matrix takes half the memory.
+    Encodings are float32: dlib computes them in float32, so nothing is lost, and the matrix takes half
+    the memory. The matrix may be a read-only view of a file that every worker of the host maps (the
+    pickle store), so it can hold rows of removed faces: their label is -1 and their squared norm
+    infinite, so they are never nearest.
     """
 
-    names: tuple[str, ...]
     encodings: np.ndarray
     squared_norms: np.ndarray
+    labels: np.ndarray
+    people: tuple[str, ...]
+    size: int  # rows that are not removed
 
     @classmethod
     def build(cls, names: list[str] | tuple[str, ...], encodings: np.ndarray) -> Gallery:
         """A gallery of ``names`` and their ``(n, 128)`` encodings."""
         matrix = np.ascontiguousarray(encodings, dtype=np.float32).reshape(len(names), ENCODING_WIDTH)
-        return cls(tuple(names), matrix, np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64))
+        people = tuple(dict.fromkeys(names))
+        index = {name: label for label, name in enumerate(people)}
+        labels = np.fromiter((index[name] for name in names), dtype=np.int32, count=len(names))
+        return cls(matrix, squared_norms(matrix), labels, people, len(names))
 
     @classmethod
     def from_stored(cls, names: list[str], blob: bytes) -> Gallery:
@@ -51,8 +58,18 @@ class Gallery:
         """A gallery with no known face."""
         return cls.build((), np.empty((0, ENCODING_WIDTH), dtype=np.float32))
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name of each face that is not removed, in row order."""
+        return tuple(self.people[label] for label in self.labels.tolist() if label >= 0)
+
     def __len__(self) -> int:
-        return len(self.names)
+        return self.size
+
+
+def squared_norms(matrix: np.ndarray) -> np.ndarray:
+    """Each row's squared length, in float64 (the term of each distance that does not depend on the query)."""
+    return np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +159,10 @@ def _nearest_of(gallery: Gallery, distances: np.ndarray, query: np.ndarray, coun
             order = np.argsort(distances, kind="stable")
         best: dict[str, float] = {}
         for column in order:
-            name = gallery.names[column]
+            if distances[column] == np.inf:  # removed rows come last: every other row was seen
+                window = len(distances)
+                break
+            name = gallery.people[gallery.labels[column]]
             if name not in best:
                 best[name] = _exact_distance(gallery, column, query)
                 if len(best) == count:
