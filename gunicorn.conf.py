@@ -43,9 +43,9 @@ def _remove_metrics_dir(owner: int = os.getpid()) -> None:
 
 atexit.register(_remove_metrics_dir)
 
-# Before the app loads and before fork: 2 malloc arenas and a fixed 1 MiB mmap threshold,
+# Before the app loads and before fork: 2 malloc arenas and a fixed mmap threshold (FACEAPI_MALLOC_MMAP_THRESHOLD),
 # so image buffers go back to the system after each request (docs/BENCHMARKS.md, memory).
-tune_malloc()
+tune_malloc(mmap_threshold_bytes=_settings.malloc_mmap_threshold)
 
 # The app: the factory call, loaded by the master (see preload_app).
 pythonpath = "backend"

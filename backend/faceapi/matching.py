@@ -9,6 +9,7 @@ nearest stranger.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,13 +31,15 @@ class Gallery:
     Encodings are float32: dlib computes them in float32, so nothing is lost, and the matrix takes half
     the memory. The matrix may be a read-only view of a file that every worker of the host maps (the
     pickle store), so it can hold rows of removed faces: their label is -1 and their squared norm
-    infinite, so they are never nearest.
+    infinite, so they are never nearest. The pickle store also shares its arrays with the gallery
+    rather than copying them: a row may be removed, or relabelled to a person appended to ``people``,
+    while a match reads it, which gives the answer from just before or just after that write.
     """
 
     encodings: np.ndarray
     squared_norms: np.ndarray
     labels: np.ndarray
-    people: tuple[str, ...]
+    people: Sequence[str]
     size: int  # rows that are not removed
 
     @classmethod
@@ -162,7 +165,10 @@ def _nearest_of(gallery: Gallery, distances: np.ndarray, query: np.ndarray, coun
             if distances[column] == np.inf:  # removed rows come last: every other row was seen
                 window = len(distances)
                 break
-            name = gallery.people[gallery.labels[column]]
+            label = gallery.labels[column]
+            if label < 0:  # removed while this match ran
+                continue
+            name = gallery.people[label]
             if name not in best:
                 best[name] = _exact_distance(gallery, column, query)
                 if len(best) == count:

@@ -45,7 +45,8 @@ _malloc_trim = _load_malloc_trim()
 
 
 def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = 1 << 20) -> bool:
-    """Cap malloc arenas and fix the mmap threshold; False where the C library is not glibc."""
+    """Cap malloc arenas and fix the mmap threshold (0: leave glibc's adaptive one); False where the C library
+    is not glibc."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
@@ -54,7 +55,8 @@ def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = 1 << 20) -> bool
         log.info("not glibc: malloc tuning skipped")
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_ARENA_MAX, arena_max)) and bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_bytes))
+    fixed = mmap_threshold_bytes == 0 or bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_bytes))
+    return bool(mallopt(_M_ARENA_MAX, arena_max)) and fixed
 
 
 @contextlib.contextmanager

@@ -247,8 +247,8 @@ class _Collection:
                 fresh = slice(self._normed, self.rows)
                 self._norms[fresh] = np.where(self.labels[fresh] >= 0, squared_norms(matrix[fresh]), np.inf)
                 self._normed = self.rows
-            self._gallery = Gallery(matrix, self._norms[:self.rows].copy(), self.labels[:self.rows].copy(),
-                                    tuple(self.people), self.face_count)
+            self._gallery = Gallery(matrix, self._norms[:self.rows], self.labels[:self.rows], self.people,
+                                    self.face_count)
         return self._gallery
 
     def entry(self) -> _Data:
@@ -326,6 +326,7 @@ class PickleStore:
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
         with self._thread_lock:
+            self._refresh()  # a file that is not a store is refused before anything is written beside it
             self._recover()
 
     def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
