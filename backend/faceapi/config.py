@@ -156,7 +156,7 @@ class Settings:
                                           "Images decoded and analysed at once per worker; more requests wait. Bounds memory per worker.",
                                           _positive)
     store_path: str = _setting("FACEAPI_STORE_PATH", "data/faces.pkl", str, "path",
-                               "File of the pickle store (its directory is created; a `.bak` and a `.lock` sit beside it).",
+                               "Snapshot file of the pickle store; beside it, in its directory (created if missing), sit its journal (`.journal`), a matrix file per collection (`.<id>.f32`) and its lock (`.lock`).",
                                lambda v: None if v else "must not be empty")
     database_url: str = _setting("DATABASE_URL", "", str, "URL",
                                  "PostgreSQL URL (`postgresql://...`); when set, the store is PostgreSQL instead of the pickle file.",

@@ -81,6 +81,7 @@ _READABLE_FORMATS = (1, 2, 3, FORMAT_VERSION)
 _ROW_BYTES = ENCODING_WIDTH * STORED_DTYPE.itemsize
 _NO_TIME = np.iinfo(np.int64).min  # a face enrolled before creation times were kept (format 1)
 _FRAME = struct.Struct("<II")  # payload length, CRC-32 of the payload
+_HEX_ID = re.compile(r"[0-9a-f]{32}")  # the ids `faceapi.store.new_face_id` makes
 # The journal is folded into a new snapshot once it is larger than this and than the snapshot.
 JOURNAL_FOLD_BYTES = 1 << 20
 # A matrix file is rewritten without its removed rows once they are at least this many, and a quarter.
@@ -88,8 +89,9 @@ MATRIX_COMPACT_ROWS = 64
 _T = TypeVar("_T")
 
 # Snapshot: {"format": 4, "model": str, "generation": str, "collections": {name: _Entry}}.
-# _Entry: {"matrix": token, "rows": int, "people": [name], "labels": <i4 bytes (-1: removed), "ids": bytes
-# of fixed-width ASCII, "id_width": int, "created": <i8 bytes (microseconds since the epoch, UTC),
+# _Entry: {"matrix": token, "rows": int, "people": [name], "labels": <i4 bytes (-1: removed), "ids": 16 bytes
+# a row (an id of 32 hex digits, as the service makes them), "other_ids": {row: str} (ids of another form,
+# from imports), "created": <i8 bytes (microseconds since the epoch, UTC),
 # "external": {row: str}, "erased": [row]: rows the write of this snapshot removed, zeroed after it}.
 # Journal: a header record {"generation": str}, then records of the ops in `_Collection.apply`.
 # Format 3 (read for upgrades): {"collections": {name: {"people": n, "faces": n, "data": pickle of
@@ -115,7 +117,8 @@ class _Collection:
         self.rows = 0  # rows committed to the matrix file, removed ones included
         self.labels = np.empty(0, np.int32)
         self.created = np.empty(0, np.int64)
-        self.ids = np.empty(0, "S32")
+        self.ids = np.zeros((0, 16), np.uint8)  # the service's ids (32 hex digits) as their 16 bytes
+        self.other_ids: dict[int, str] = {}
         self.external: dict[int, str] = {}
         self.people: list[str] = []  # label -> name; a removed or renamed person's label is never reused
         self.label_of: dict[str, int] = {}
@@ -154,8 +157,14 @@ class _Collection:
         if not all(value is None or isinstance(value, str) for value in external):
             raise TypeError("an external id that is not a string")
         end = start + len(names)
-        self._reserve(end, max(map(len, ids), default=0))
-        self.ids[start:end] = [face_id.encode("ascii") for face_id in ids]
+        self._reserve(end)
+        for row, face_id in enumerate(ids, start):
+            if not isinstance(face_id, str):
+                raise TypeError("a face id that is not a string")
+            if _HEX_ID.fullmatch(face_id):
+                self.ids[row] = np.frombuffer(bytes.fromhex(face_id), np.uint8)
+            else:
+                self.other_ids[row] = face_id
         self.created[start:end] = [_NO_TIME if value is None else value for value in created]
         self.labels[start:end] = [self._label(name) for name in names]
         for name in names:
@@ -172,7 +181,8 @@ class _Collection:
             if not self.counts[name]:
                 del self.counts[name], self.label_of[name]
             self.labels[row] = -1
-            self.ids[row] = b""
+            self.ids[row] = 0
+            self.other_ids.pop(row, None)
             self.created[row] = _NO_TIME
             self.external.pop(row, None)
             if row < self._normed:
@@ -194,15 +204,14 @@ class _Collection:
             self.people.append(name)
         return label
 
-    def _reserve(self, rows: int, id_width: int) -> None:
-        """Room for ``rows`` rows (doubling, so appends cost amortised constant time) and ids that wide."""
-        if id_width > self.ids.dtype.itemsize:
-            self.ids = self.ids.astype(f"S{id_width}")
+    def _reserve(self, rows: int) -> None:
+        """Room for ``rows`` rows, grown by a quarter at a time: appends cost amortised constant time, and
+        every worker holds at most a quarter more than it needs."""
         if rows > len(self.labels):
-            capacity = max(rows, 2 * len(self.labels), 16)
+            capacity = max(rows, len(self.labels) + len(self.labels) // 4, 16)
             self.labels = _grown(self.labels, capacity, -1)
             self.created = _grown(self.created, capacity, _NO_TIME)
-            self.ids = _grown(self.ids, capacity, b"")
+            self.ids = _grown(self.ids, capacity, 0)
 
     def rows_of(self, name: str) -> np.ndarray:
         """The matrix rows of person ``name``. :raises UnknownPerson: no such person."""
@@ -215,7 +224,21 @@ class _Collection:
         return np.flatnonzero(self.labels[:self.rows] >= 0)
 
     def face_id(self, row: int) -> str:
-        return self.ids[row].decode("ascii")
+        return self.other_ids.get(row) or self.ids[row].tobytes().hex()
+
+    def with_id(self, rows: np.ndarray, face_id: str) -> np.ndarray:
+        """Those of ``rows`` whose face has id ``face_id``."""
+        if not _HEX_ID.fullmatch(face_id):
+            return rows[[self.other_ids.get(row) == face_id for row in rows.tolist()]].astype(np.intp)
+        found = rows[(self.ids[rows] == np.frombuffer(bytes.fromhex(face_id), np.uint8)).all(axis=1)]
+        return found[[row not in self.other_ids for row in found.tolist()]].astype(np.intp)
+
+    def known_ids(self) -> set[str]:
+        """The ids of every face (for an import's check, without a string per row held)."""
+        rows = self.live_rows()
+        hexes = self.ids[rows[[row not in self.other_ids for row in rows.tolist()]]].tobytes().hex()
+        return {hexes[i:i + 32] for i in range(0, len(hexes), 32)} | {self.other_ids[row] for row in rows.tolist()
+                                                                    if row in self.other_ids}
 
     def records(self, rows: np.ndarray, where: pathlib.Path) -> list[FaceRecord]:
         """The faces at ``rows`` (encodings copied out of the shared map), oldest first as `_sort_key` says."""
@@ -258,7 +281,7 @@ class _Collection:
         relabel[[self.label_of[name] for name in live]] = np.arange(len(live), dtype=np.int32)
         return {"matrix": self.matrix, "rows": self.rows, "people": live,
                 "labels": relabel[self.labels[:self.rows]].astype("<i4").tobytes(),
-                "ids": self.ids[:self.rows].tobytes(), "id_width": self.ids.dtype.itemsize,
+                "ids": self.ids[:self.rows].tobytes(), "other_ids": dict(self.other_ids),
                 "created": self.created[:self.rows].astype("<i8").tobytes(),
                 "external": dict(self.external), "erased": list(self.erased)}
 
@@ -269,7 +292,7 @@ class _Collection:
         collection.rows = rows
         collection.labels = np.frombuffer(entry["labels"], "<i4").astype(np.int32)
         collection.created = np.frombuffer(entry["created"], "<i8").astype(np.int64)
-        collection.ids = np.frombuffer(entry["ids"], f"S{entry['id_width']}").copy()
+        collection.ids = np.frombuffer(entry["ids"], np.uint8).reshape(-1, 16).copy()
         if not len(collection.labels) == len(collection.created) == len(collection.ids) == rows \
                 or not all(isinstance(name, str) for name in people) \
                 or (rows and not -1 <= collection.labels.min() <= collection.labels.max() < len(people)):
@@ -279,6 +302,7 @@ class _Collection:
         counts = np.bincount(collection.labels[collection.labels >= 0], minlength=len(people))
         collection.counts = {name: int(count) for name, count in zip(people, counts, strict=True) if count}
         collection.external = {int(row): str(value) for row, value in entry["external"].items()}
+        collection.other_ids = {int(row): str(value) for row, value in entry["other_ids"].items()}
         collection.erased = [int(row) for row in entry["erased"]]
         return collection
 
@@ -354,7 +378,7 @@ class PickleStore:
         def remove(state: _State) -> int:
             faces = _existing(state, collection, name)
             rows = faces.rows_of(name)
-            found = rows[faces.ids[rows] == face_id.encode("ascii", "replace")]
+            found = faces.with_id(rows, face_id)
             if not len(found):
                 raise UnknownFace(face_id)
             self._erase(state, collection, found)
@@ -409,12 +433,11 @@ class PickleStore:
             if replace and faces is not None:
                 self._erase(state, collection, faces.live_rows())
                 faces = None
-            known = set() if faces is None else set(faces.ids[faces.live_rows()].tolist())
+            known = set() if faces is None else faces.known_ids()
             new: list[FaceRecord] = []
             for record in records:
-                key = record.face_id.encode("ascii")
-                if key not in known:
-                    known.add(key)
+                if record.face_id not in known:
+                    known.add(record.face_id)
                     new.append(record)
             if new:
                 self._append_faces(state, collection, new)
@@ -818,7 +841,7 @@ def _write_all(fd: int, payload: bytes, offset: int) -> None:
 def _grown(array: np.ndarray, capacity: int, fill: Any) -> np.ndarray:
     if len(array) >= capacity:
         return array
-    grown = np.full(capacity, fill, dtype=array.dtype)
+    grown = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
     grown[:len(array)] = array
     return grown
 
