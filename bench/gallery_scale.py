@@ -7,7 +7,8 @@ Usage: .venv/bin/python bench/gallery_scale.py [--sizes 1000 10000 100000]
 
 Two handles on one store stand for two workers: one enrolls 100 made-up encodings (the median of 5
 enrolls is timed), the other then recognizes one encoding (timed: the reload or the query that the write
-causes), and once more when nothing changed. PostgreSQL runs in throwaway schemas, dropped at the end.
+causes), and once more when nothing changed; last, the first removes one face of each newcomer (timed:
+an erasure, the median of 5). PostgreSQL runs in throwaway schemas, dropped at the end.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ def main() -> None:
     args = parser.parse_args()
     kinds = {kind: server for kind, server in {"pickle": None, "postgres": args.url,
                                                 "pgvector": args.pgvector_url}.items() if kind in args.stores}
-    print(f"{'store':10}{'faces':>9}{'enroll 100':>12}{'recognize after':>17}{'quiet':>9}")
+    print(f"{'store':10}{'faces':>9}{'enroll 100':>12}{'recognize after':>17}{'quiet':>9}{'delete 1':>10}")
     for kind, server in kinds.items():
         if kind != "pickle" and not server:
             continue
         for size in args.sizes:
             with location(kind, server) as where:
-                enroll_ms, after_ms, quiet_ms = measure(where, size)
-            print(f"{kind:10}{size:>9}{enroll_ms:>10.1f}ms{after_ms:>15.1f}ms{quiet_ms:>7.1f}ms", flush=True)
+                enroll_ms, after_ms, quiet_ms, delete_ms = measure(where, size)
+            print(f"{kind:10}{size:>9}{enroll_ms:>10.1f}ms{after_ms:>15.1f}ms{quiet_ms:>7.1f}ms{delete_ms:>8.1f}ms",
+                  flush=True)
 
 
 @contextlib.contextmanager
@@ -67,18 +69,18 @@ def location(kind: str, server: str | None) -> Iterator[str]:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-def measure(where: str, size: int) -> tuple[float, float, float]:
+def measure(where: str, size: int) -> tuple[float, float, float, float]:
     rng = np.random.default_rng(size)
     writer, reader = open_store(where, MODEL), open_store(where, MODEL)
     encodings = rng.normal(scale=1 / np.sqrt(128), size=(size, 128)).astype(np.float32)
     writer.import_faces([FaceRecord(uuid.uuid4().hex, f"person {i // 2}", row) for i, row in enumerate(encodings)])
     query = encodings[:1]
     reader.nearest(query, 1)
-    enrolls, afters, quiets = [], [], []
+    enrolls, afters, quiets, deletes, added = [], [], [], [], []
     for round_index in range(5):
         batch = rng.normal(scale=1 / np.sqrt(128), size=(100, 128)).astype(np.float32)
         start = time.perf_counter()
-        writer.add_faces(f"newcomer {round_index}", batch)
+        added.append(writer.add_faces(f"newcomer {round_index}", batch))
         enrolls.append(time.perf_counter() - start)
         start = time.perf_counter()
         reader.nearest(query, 1)
@@ -86,9 +88,13 @@ def measure(where: str, size: int) -> tuple[float, float, float]:
         start = time.perf_counter()
         reader.nearest(query, 1)
         quiets.append(time.perf_counter() - start)
+    for enrollment in added:
+        start = time.perf_counter()
+        writer.remove_face(enrollment.name, enrollment.face_ids[0])
+        deletes.append(time.perf_counter() - start)
     writer.close()
     reader.close()
-    return tuple(statistics.median(values) * 1000 for values in (enrolls, afters, quiets))
+    return tuple(statistics.median(values) * 1000 for values in (enrolls, afters, quiets, deletes))
 
 
 if __name__ == "__main__":

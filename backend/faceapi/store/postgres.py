@@ -115,7 +115,9 @@ _MIGRATIONS = [
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
 PGVECTOR_MODES = ("auto", "on", "off")
 # HNSW's candidate list per search (pgvector's default is 40): larger is closer to exact, and slower.
-_EF_SEARCH = 100
+# Measured at a million faces (bench/pgvector_scale.py, docs/BENCHMARKS.md): 400 keeps one face's search
+# under 50 ms (p50 43 ms) with the best recall that allows (0.75 on HNSW's hardest data, against 0.50 at 100).
+_EF_SEARCH = 400
 # Faces fetched per query to find `count` distinct people (a person may own several of the nearest).
 _FACES_PER_PERSON = 4
 # Up to this many faces in a collection, a search is exact: measured (bench/pgvector_scale.py), an exact
