@@ -40,7 +40,9 @@ from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Candidate
 from faceapi.matching import Gallery
 from faceapi.matching import nearest_people
+from faceapi.matching import squared_norms
 from faceapi.matching import stored_matrix
+from faceapi.memory import release_free_memory
 from faceapi.scopes import DEFAULT_COLLECTION
 from faceapi.store import CollectionSummary
 from faceapi.store import Enrollment
@@ -124,6 +126,7 @@ _FACES_PER_PERSON = 4
 # search of 20 000 faces takes about as long as an indexed one of a million, and is never wrong.
 EXACT_SEARCH_FACES = 20_000
 _ANALYZE_AFTER_FACES = 10_000
+_GALLERY_BATCH = 10_000  # rows a gallery read holds at once
 # The nearest faces of each query, within one collection: `ORDER BY distance + 0` can use no vector index,
 # so PostgreSQL reads the collection's rows by the primary key and sorts them (exact); plain `ORDER BY
 # distance` is served by the HNSW index (approximate).
@@ -258,12 +261,8 @@ class PostgresStore:
             cached = self._galleries.get(collection)
             if cached is not None and cached[0] == row:
                 return cached[1]
-            rows = cur.execute(
-                "SELECT p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id "
-                "WHERE f.collection_id = %s AND f.model = %s",
-                (row[0], self._model_id),
-            ).fetchall()
-        gallery = Gallery.from_stored([name for name, _ in rows], b"".join(blob for _, blob in rows))
+            gallery = _read_gallery(cur, row[0], self._model_id)
+        release_free_memory()  # the rows' buffers, returned rather than kept in the heap
         self._galleries[collection] = (row, gallery)
         self._on_reload()
         return gallery
@@ -449,6 +448,30 @@ def _fill_embeddings(conn: psycopg.Connection, batch: int = 5000) -> None:
             cur.executemany("UPDATE faces SET embedding = %s::vector WHERE collection_id = %s AND id = %s",
                             [(_vector_text(stored_matrix(blob)[0]), collection_id, face_id)
                              for collection_id, face_id, blob in rows])
+
+
+def _read_gallery(cur: psycopg.Cursor, collection_id: int, model_id: str) -> Gallery:
+    """A collection's gallery, its rows streamed in batches straight into one matrix: a process never holds
+    every row as Python objects at once (a large collection's reloads would fragment the heap)."""
+    capacity = cur.execute("SELECT count(*) FROM faces WHERE collection_id = %s AND model = %s",
+                           (collection_id, model_id)).fetchone()[0]
+    matrix = np.empty((capacity, ENCODING_WIDTH), dtype=np.float32)
+    labels = np.empty(capacity, dtype=np.int32)
+    label_of: dict[str, int] = {}
+    filled = 0
+    with cur.connection.cursor(name="faceapi_gallery") as rows:  # server-side: the rows come in batches
+        rows.execute("SELECT p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id "
+                     "WHERE f.collection_id = %s AND f.model = %s", (collection_id, model_id))
+        while batch := rows.fetchmany(_GALLERY_BATCH):
+            end = filled + len(batch)
+            if end > len(matrix):  # faces added since the count
+                matrix = np.concatenate([matrix, np.empty((end - len(matrix), ENCODING_WIDTH), np.float32)])
+                labels = np.concatenate([labels, np.empty(end - len(labels), np.int32)])
+            labels[filled:end] = [label_of.setdefault(name, len(label_of)) for name, _ in batch]
+            matrix[filled:end] = stored_matrix(b"".join(blob for _, blob in batch))
+            filled = end
+    matrix, labels = matrix[:filled], labels[:filled]
+    return Gallery(matrix, squared_norms(matrix), labels, tuple(label_of), filled)
 
 
 def _vector_text(encoding: np.ndarray) -> str:
