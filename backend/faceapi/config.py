@@ -211,7 +211,7 @@ class Settings:
                               _log_level)
     malloc_mmap_threshold: int = _setting(
         "FACEAPI_MALLOC_MMAP_THRESHOLD", 1 << 20, int, "int",
-        "glibc malloc's mmap threshold in bytes, fixed in the master before fork: larger blocks are mapped afresh and go back to the system when freed. Higher is faster and keeps more memory under load (docs/BENCHMARKS.md); 0 leaves glibc's own, which adapts up to 32 MiB.",
+        "glibc malloc's mmap threshold in bytes, fixed in the master before fork: larger blocks are mapped afresh and go back to the system when freed. Higher keeps more memory under load and, measured on this service, is no faster (docs/BENCHMARKS.md); 0 leaves glibc's own, which adapts up to 32 MiB.",
         lambda v: None if 0 <= v <= 32 << 20 else "must be 0 to 33554432 (32 MiB)")
 
     @property
