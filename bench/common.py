@@ -7,12 +7,16 @@ too, for ``tests.*`` (real servers, labelled photos) and ``faceapi``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import pathlib
 import statistics
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -106,3 +110,26 @@ def all_pids(server: GunicornServer) -> list[int]:
     """The gunicorn master and its workers."""
     assert server.process is not None
     return [server.process.pid, *server.worker_pids()]
+
+
+@contextlib.contextmanager
+def throwaway_store(server: str | None) -> Iterator[str]:
+    """A store location for one measurement: a pickle file in a temporary directory (``server`` None), or a
+    URL of ``server`` whose connections see a fresh schema (and ``public``, where pgvector lives), dropped
+    at the end."""
+    if server is None:
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"{directory}/faces.pkl"
+        return
+    import psycopg
+    from psycopg import sql
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        separator = "&" if "?" in server else "?"
+        yield f"{server}{separator}options=-csearch_path%3D{schema}%2Cpublic"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))

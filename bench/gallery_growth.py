@@ -14,7 +14,6 @@ worker, the recognize to either: half of them run on the worker that did not wri
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import pathlib
@@ -22,14 +21,12 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
-import psycopg
-from psycopg import sql
 
 from common import all_pids
 from common import pss_mb
+from common import throwaway_store
 from tests.servers import GunicornServer
 
 
@@ -40,8 +37,9 @@ def main() -> None:
     parser.add_argument("--database-url")
     args = parser.parse_args()
     rng = np.random.default_rng(21)
-    with tempfile.TemporaryDirectory() as scratch, store_env(scratch, args.database_url) as env:
-        env["WEB_CONCURRENCY"] = str(args.workers)
+    with tempfile.TemporaryDirectory() as scratch, throwaway_store(args.database_url) as where:
+        store = {"DATABASE_URL": where} if args.database_url else {"FACEAPI_STORE_PATH": where}
+        env = {**store, "WEB_CONCURRENCY": str(args.workers)}
         with GunicornServer(pathlib.Path(scratch) / "gunicorn.log", env) as server:
             query = json.dumps({"encodings": batch(rng, 1).tolist()}).encode()
 
@@ -100,22 +98,6 @@ def batch(rng: np.random.Generator, count: int) -> np.ndarray:
 
 def ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
-
-
-@contextlib.contextmanager
-def store_env(scratch: str, database_url: str | None) -> Iterator[dict[str, str]]:
-    if database_url is None:
-        yield {"FACEAPI_STORE_PATH": f"{scratch}/faces.pkl"}
-        return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        separator = "&" if "?" in database_url else "?"
-        yield {"DATABASE_URL": f"{database_url}{separator}options=-csearch_path%3D{schema}%2Cpublic"}
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 if __name__ == "__main__":

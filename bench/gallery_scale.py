@@ -14,18 +14,14 @@ an erasure, the median of 5). PostgreSQL runs in throwaway schemas, dropped at t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
-import psycopg
-from psycopg import sql
 
+from common import throwaway_store
 from faceapi.store import FaceRecord
 from faceapi.store import open_store
 
@@ -46,27 +42,10 @@ def main() -> None:
         if kind != "pickle" and not server:
             continue
         for size in args.sizes:
-            with location(kind, server) as where:
+            with throwaway_store(server) as where:
                 enroll_ms, after_ms, quiet_ms, delete_ms = measure(where, size)
             print(f"{kind:10}{size:>9}{enroll_ms:>10.1f}ms{after_ms:>15.1f}ms{quiet_ms:>7.1f}ms{delete_ms:>8.1f}ms",
                   flush=True)
-
-
-@contextlib.contextmanager
-def location(kind: str, server: str | None) -> Iterator[str]:
-    if server is None:
-        with tempfile.TemporaryDirectory() as directory:
-            yield f"{directory}/faces.pkl"
-        return
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        separator = "&" if "?" in server else "?"
-        yield f"{server}{separator}options=-csearch_path%3D{schema}%2Cpublic"
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def measure(where: str, size: int) -> tuple[float, float, float, float]:
