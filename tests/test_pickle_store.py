@@ -284,3 +284,16 @@ def test_two_processes_opening_a_format_2_store_upgrade_it_once(tmp_path: pathli
     # Written once: the backup is still the format-2 file, not a second copy of the upgraded one.
     assert (tmp_path / "faces.pkl.bak").read_bytes() == old_bytes
     assert sum(p.face_count for p in PickleStore(path, model).people()) == 3
+
+
+def test_an_older_file_put_back_while_running_is_upgraded_not_overwritten(tmp_path: pathlib.Path, pipeline) -> None:
+    """An administrator restores a format-2 file under a running service: its next read or write upgrades it,
+    never writes an empty store over it."""
+    path = tmp_path / "faces.pkl"
+    store = PickleStore(path, pipeline.engine.model_id)
+    store.add_faces("someone", random_encodings(1, 1))
+    path.write_bytes(_old_format_bytes(pipeline, 2))
+    assert [(p.name, p.face_count) for p in store.people()] == [("Barack Obama", 2), ("Joe Biden", 1)]
+    store.add_faces("Joe Biden", random_encodings(1, 2))
+    assert [(p.name, p.face_count) for p in PickleStore(path, pipeline.engine.model_id).people()] == [
+        ("Barack Obama", 2), ("Joe Biden", 2)]

@@ -350,8 +350,8 @@ class PickleStore:
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
         with self._thread_lock:
-            self._refresh()  # a file that is not a store is refused before anything is written beside it
-            self._recover()
+            self._refresh()  # a file that is not a store is refused here, before anything is written beside it
+            self._recover()  # under the lock: what a writer that died left undone
 
     def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
                   *, collection: str = DEFAULT_COLLECTION) -> Enrollment:
@@ -490,6 +490,9 @@ class PickleStore:
                     self._on_reload()
                 return state
         self._state = state = self._load()
+        if state.old_data is not None:  # a file of an older format, put back behind this process's back
+            self._recover()
+            state = self._state
         self._on_reload()
         return state
 
