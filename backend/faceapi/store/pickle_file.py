@@ -351,7 +351,8 @@ class PickleStore:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
         with self._thread_lock:
             self._refresh()  # a file that is not a store is refused here, before anything is written beside it
-            self._recover()  # under the lock: what a writer that died left undone
+            if os.access(self.path.parent, os.W_OK):  # a store on read-only media is only read
+                self._recover()  # under the lock: what a writer that died left undone
 
     def add_faces(self, name: str, encodings: np.ndarray, external_ids: Sequence[str | None] | None = None,
                   *, collection: str = DEFAULT_COLLECTION) -> Enrollment:
