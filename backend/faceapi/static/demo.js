@@ -193,6 +193,7 @@ $("camera-stop").addEventListener("click", () => {
 
 async function recognizeFrame() {
   const video = $("camera");
+  const stream = cameraStream;  // an answer that comes back after Stop (or a new Start) is dropped
   const started = performance.now();
   if (video.videoWidth) {
     const scale = Math.min(1, CAMERA_SIDE_PX / Math.max(video.videoWidth, video.videoHeight));
@@ -206,17 +207,21 @@ async function recognizeFrame() {
     addDetector(form);
     try {
       const answer = await call("POST", "recognize", form);
-      framesRecognized += 1;
-      if (cameraStream) {
-        placeBoxes($("camera-view"), answer);
+      if (cameraStream !== stream) {
+        return;
       }
+      framesRecognized += 1;
+      placeBoxes($("camera-view"), answer);
       noteSeen(answer.faces);
       show($("camera-status"), `${framesRecognized} frames recognized; ${answer.faces.length} face(s) in the last.`);
     } catch (error) {
+      if (cameraStream !== stream) {
+        return;
+      }
       show($("camera-status"), error.message, true);
     }
   }
-  if (cameraStream) {
+  if (cameraStream === stream && stream) {
     cameraTimer = setTimeout(recognizeFrame, Math.max(0, CAMERA_INTERVAL_MS - (performance.now() - started)));
   }
 }
