@@ -7,8 +7,12 @@ import dataclasses
 import time
 import urllib.parse
 
+import numpy as np
 import psycopg
 
+from faceapi.store.postgres import PostgresStore
+from tests.conftest import MODEL
+from tests.conftest import random_encodings
 from tests.conftest import test_images
 from tests.scenario import enroll
 from tests.scenario import names
@@ -174,3 +178,28 @@ def test_faces_of_other_models_count_nowhere(pg_url: str, engine) -> None:
     assert refused.status_code == 422 and refused.json["error"]["code"] == "no_enrolled_face", refused.json
     verified = client.post("/verify", data={"name": "obama", "image": upload(test_images("obama2.jpg"))})
     assert verified.status_code == 200 and verified.json["match"] is True
+
+
+def test_readers_apply_enrollments_and_read_whole_after_other_changes(pg_url: str) -> None:
+    """Another process's enrollment is appended to the gallery a reader holds; a removal, a rename or a
+    replacing import makes it read the collection whole. Galleries handed out before stay as they were."""
+    writer, reader = PostgresStore(pg_url, MODEL), PostgresStore(pg_url, MODEL)
+    writer.add_faces("ada", random_encodings(2, 1))
+    first = reader.gallery()
+    held = reader._galleries["default"]
+    writer.add_faces("bob", random_encodings(1, 2))
+    writer.add_faces("ada", random_encodings(1, 3))
+    second = reader.gallery()
+    assert reader._galleries["default"] is held  # applied, not read again
+    assert first.names == ("ada", "ada") and sorted(second.names) == ["ada", "ada", "ada", "bob"]
+    np.testing.assert_array_equal(second.encodings[second.names.index("bob")], random_encodings(1, 2)[0])
+    for change in (lambda: writer.remove_person("bob"), lambda: writer.rename_person("ada", "Ada"),
+                   lambda: writer.import_faces(writer.faces()[:1], replace=True)):
+        change()
+        gallery = reader.gallery()
+        assert reader._galleries["default"] is not held
+        held = reader._galleries["default"]
+        assert sorted(gallery.names) == sorted(face.name for face in writer.faces())
+    assert reader.gallery().names == ("Ada",)
+    writer.close()
+    reader.close()

@@ -6,9 +6,11 @@
 - Every enroll and delete is one transaction that also bumps its collection's
   version counter. A recognition reads only that counter (one indexed row); the
   collection's gallery matrix is loaded on a process's first request for it and
-  reloaded only when the counter moved, so every worker of every instance sees
-  every change on its next request, and a write in one collection costs the
-  others nothing.
+  brought up to date only when the counter moved, so every worker of every instance
+  sees every change on its next request, and a write in one collection costs the
+  others nothing. Enrollments are applied to the held gallery (the faces added
+  since, by the version each face carries); a removal, a rename or a replace makes
+  readers read the collection whole.
 - With the pgvector extension (``FACEAPI_PGVECTOR``), faces also carry their encoding as a
   ``vector(128)`` under an HNSW index, and `PostgresStore.nearest` runs in the database:
   the process holds no gallery. The planner searches a small collection exactly (its rows by
@@ -113,6 +115,14 @@ _MIGRATIONS = [
     ALTER TABLE collections ADD COLUMN faces bigint NOT NULL DEFAULT 0;
     UPDATE collections c SET faces = (SELECT count(*) FROM faces f WHERE f.collection_id = c.id);
     """,
+    # 5: what a reader may apply to the gallery it holds: each face carries the collection version that added
+    # it, and a collection the last version that a reader must read whole (a removal, a rename, a replace).
+    # Constant defaults: no table rewrite, whatever the size.
+    """
+    ALTER TABLE faces ADD COLUMN added bigint NOT NULL DEFAULT 0;
+    ALTER TABLE collections ADD COLUMN reloaded bigint NOT NULL DEFAULT 0;
+    CREATE INDEX faces_added ON faces (collection_id, added);
+    """,
 ]
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
 PGVECTOR_MODES = ("auto", "on", "off")
@@ -168,8 +178,9 @@ class PostgresStore:
         self._pool: ConnectionPool | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
-        # collection name -> ((its row id, its version), its gallery), for the collections asked for.
-        self._galleries: dict[str, tuple[tuple[int, int], Gallery]] = {}
+        # collection name -> its gallery as this process holds it, for the collections asked for.
+        self._galleries: dict[str, _HeldGallery] = {}
+        self._gallery_lock = threading.Lock()
         with _unavailable_on_error(), psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             migrate(conn)
             self.matches_in_database = enable_vector(conn, pgvector)
@@ -182,9 +193,10 @@ class PostgresStore:
                    for row, external_id in zip(matrix, external_ids or [None] * len(matrix), strict=True)]
         with self._transaction() as cur:
             collection_id = _collection_id(cur, collection)
+            version = _next_version(cur, collection_id)
             person_id = _person_id(cur, collection_id, name)
-            added = self._insert(cur, collection_id, [(person_id, record) for record in records])
-            _bump_version(cur, collection_id, added)
+            added = self._insert(cur, collection_id, version, [(person_id, record) for record in records])
+            _count_faces(cur, collection_id, added)
             count = _face_count(cur, person_id)
         return Enrollment(name, tuple(record.face_id for record in records), count)
 
@@ -199,7 +211,8 @@ class PostgresStore:
             ).fetchone()
             if row is None:
                 raise UnknownPerson(name)
-            _bump_version(cur, row[0], -row[1])
+            _next_version(cur, row[0], whole=True)
+            _count_faces(cur, row[0], -row[1])
         return row[1]
 
     def remove_face(self, name: str, face_id: str, *, collection: str = DEFAULT_COLLECTION) -> int:
@@ -211,7 +224,8 @@ class PostgresStore:
             left = _face_count(cur, person_id)
             if left == 0:
                 cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
-            _bump_version(cur, collection_id, -1)
+            _next_version(cur, collection_id, whole=True)
+            _count_faces(cur, collection_id, -1)
         return left
 
     def rename_person(self, name: str, new_name: str, *, merge: bool = False,
@@ -229,7 +243,7 @@ class PostgresStore:
                     cur.execute("UPDATE faces SET person_id = %s WHERE person_id = %s", (row[0], person_id))
                     cur.execute("DELETE FROM people WHERE id = %s", (person_id,))
                     person_id = row[0]
-                _bump_version(cur, collection_id)
+                _next_version(cur, collection_id, whole=True)
             return _face_count(cur, person_id)
 
     def people(self, limit: int | None = None, after: str | None = None, *,
@@ -255,16 +269,26 @@ class PostgresStore:
 
     def gallery(self, *, collection: str = DEFAULT_COLLECTION) -> Gallery:
         with self._transaction() as cur:
-            row = cur.execute("SELECT id, version FROM collections WHERE name = %s", (collection,)).fetchone()
+            row = cur.execute("SELECT id, version, reloaded FROM collections WHERE name = %s",
+                              (collection,)).fetchone()
             if row is None:
                 return Gallery.empty()
-            cached = self._galleries.get(collection)
-            if cached is not None and cached[0] == row:
-                return cached[1]
-            gallery = _read_gallery(cur, row[0], self._model_id)
-        release_free_memory()  # the rows' buffers, returned rather than kept in the heap
-        self._galleries[collection] = (row, gallery)
-        self._on_reload()
+            collection_id, version, reloaded = row
+            held = self._galleries.get(collection)
+            if held is not None and (held.collection_id, held.version) == (collection_id, version):
+                return held.gallery
+            with self._gallery_lock:  # one thread brings a collection up to date; the others wait for it
+                held = self._galleries.get(collection)
+                whole = held is None or held.collection_id != collection_id or held.version < reloaded
+                if whole:
+                    held = _HeldGallery(collection_id)
+                if held.version < version:
+                    _read_faces(cur, held, self._model_id, version)
+                    self._galleries[collection] = held
+                    self._on_reload()
+                gallery = held.gallery
+        if whole:
+            release_free_memory()  # the rows' buffers, returned rather than kept in the heap
         return gallery
 
     def nearest(self, encodings: np.ndarray, count: int, *,
@@ -306,12 +330,14 @@ class PostgresStore:
                      collection: str = DEFAULT_COLLECTION) -> int:
         with self._transaction() as cur:
             collection_id = _collection_id(cur, collection)
+            version = _next_version(cur, collection_id, whole=replace)
             if replace:
                 cur.execute("DELETE FROM people WHERE collection_id = %s", (collection_id,))
             person_ids = {name: _person_id(cur, collection_id, name) for name in dict.fromkeys(r.name for r in records)}
             # One statement for the whole file: the rows go in one batch.
-            added = self._insert(cur, collection_id, [(person_ids[record.name], record) for record in records])
-            _bump_version(cur, collection_id, added, counted=replace)
+            added = self._insert(cur, collection_id, version,
+                                 [(person_ids[record.name], record) for record in records])
+            _count_faces(cur, collection_id, added, counted=replace)
             if added >= _ANALYZE_AFTER_FACES:
                 # Fresh statistics now, not at autovacuum's next pass: they choose the index for a large collection.
                 cur.execute("ANALYZE faces")
@@ -340,16 +366,18 @@ class PostgresStore:
             cur.execute("DELETE FROM collections WHERE id = %s", (row[0],))
         return faces
 
-    def _insert(self, cur: psycopg.Cursor, collection_id: int, faces: list[tuple[int, FaceRecord]]) -> int:
-        """Insert each (person id, record) of ``faces``, skipping ids already in the collection; how many
-        were new. One ``executemany``: psycopg sends the rows in a pipeline, not one round trip each."""
+    def _insert(self, cur: psycopg.Cursor, collection_id: int, version: int,
+                faces: list[tuple[int, FaceRecord]]) -> int:
+        """Insert each (person id, record) of ``faces`` as added by ``version``, skipping ids already in the
+        collection; how many were new. One ``executemany``: psycopg sends the rows in a pipeline, not one
+        round trip each."""
         vector = self.matches_in_database
         rows = [(record.face_id, collection_id, person_id, self._model_id,
                  np.asarray(record.encoding, dtype=STORED_DTYPE).tobytes(), record.created_at, record.external_id,
-                 *((_vector_text(record.encoding),) if vector else ())) for person_id, record in faces]
+                 version, *((_vector_text(record.encoding),) if vector else ())) for person_id, record in faces]
         cur.executemany(
-            "INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id"
-            + (", embedding" if vector else "") + ") VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s"
+            "INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id, added"
+            + (", embedding" if vector else "") + ") VALUES (%s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s"
             + (", %s::vector" if vector else "") + ") ON CONFLICT (collection_id, id) DO NOTHING", rows)
         return cur.rowcount
 
@@ -450,28 +478,63 @@ def _fill_embeddings(conn: psycopg.Connection, batch: int = 5000) -> None:
                              for collection_id, face_id, blob in rows])
 
 
-def _read_gallery(cur: psycopg.Cursor, collection_id: int, model_id: str) -> Gallery:
-    """A collection's gallery, its rows streamed in batches straight into one matrix: a process never holds
-    every row as Python objects at once (a large collection's reloads would fragment the heap)."""
-    capacity = cur.execute("SELECT count(*) FROM faces WHERE collection_id = %s AND model = %s",
-                           (collection_id, model_id)).fetchone()[0]
-    matrix = np.empty((capacity, ENCODING_WIDTH), dtype=np.float32)
-    labels = np.empty(capacity, dtype=np.int32)
-    label_of: dict[str, int] = {}
-    filled = 0
-    with cur.connection.cursor(name="faceapi_gallery") as rows:  # server-side: the rows come in batches
+class _HeldGallery:
+    """A collection's gallery as a process holds it, at a version, taking faces added since in place: the
+    matrix has room to grow, and each `gallery` is a view of the rows so far (an older one is unaffected
+    by later rows)."""
+
+    def __init__(self, collection_id: int) -> None:
+        self.collection_id = collection_id
+        self.version = -1  # nothing read yet (faces stored before versions were kept carry 0)
+        self.size = 0
+        self.matrix = np.empty((0, ENCODING_WIDTH), dtype=np.float32)
+        self.labels = np.empty(0, dtype=np.int32)
+        self.norms = np.empty(0, dtype=np.float64)
+        self.people: list[str] = []  # label -> name, only ever appended to
+        self.label_of: dict[str, int] = {}
+        self.gallery = Gallery.empty()
+
+    def append(self, names: list[str], encodings: np.ndarray) -> None:
+        end = self.size + len(names)
+        if end > len(self.matrix):  # a quarter more each time: amortised constant time, little to spare
+            capacity = max(end, len(self.matrix) + len(self.matrix) // 4)
+            self.matrix = _grown(self.matrix, capacity)
+            self.labels = _grown(self.labels, capacity)
+            self.norms = _grown(self.norms, capacity)
+        self.matrix[self.size:end] = encodings
+        self.norms[self.size:end] = squared_norms(self.matrix[self.size:end])
+        for offset, name in enumerate(names, self.size):
+            label = self.label_of.get(name)
+            if label is None:
+                label = self.label_of[name] = len(self.people)
+                self.people.append(name)
+            self.labels[offset] = label
+        self.size = end
+
+    def close_at(self, version: int) -> None:
+        """The rows so far are the collection at ``version``."""
+        self.gallery = Gallery(self.matrix[:self.size], self.norms[:self.size], self.labels[:self.size],
+                               self.people, self.size)
+        self.version = version
+
+
+def _grown(array: np.ndarray, capacity: int) -> np.ndarray:
+    grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[:len(array)] = array
+    return grown
+
+
+def _read_faces(cur: psycopg.Cursor, held: _HeldGallery, model_id: str, version: int) -> None:
+    """Bring ``held`` to ``version``: append the collection's faces added after its version, up to that one.
+    The rows are streamed through a server-side cursor in batches, so a process never holds them all as
+    Python objects (a large collection's first read would fragment the heap)."""
+    with cur.connection.cursor(name="faceapi_gallery") as rows:
         rows.execute("SELECT p.name, f.encoding FROM faces f JOIN people p ON p.id = f.person_id "
-                     "WHERE f.collection_id = %s AND f.model = %s", (collection_id, model_id))
+                     "WHERE f.collection_id = %s AND f.model = %s AND f.added > %s AND f.added <= %s",
+                     (held.collection_id, model_id, held.version, version))
         while batch := rows.fetchmany(_GALLERY_BATCH):
-            end = filled + len(batch)
-            if end > len(matrix):  # faces added since the count
-                matrix = np.concatenate([matrix, np.empty((end - len(matrix), ENCODING_WIDTH), np.float32)])
-                labels = np.concatenate([labels, np.empty(end - len(labels), np.int32)])
-            labels[filled:end] = [label_of.setdefault(name, len(label_of)) for name, _ in batch]
-            matrix[filled:end] = stored_matrix(b"".join(blob for _, blob in batch))
-            filled = end
-    matrix, labels = matrix[:filled], labels[:filled]
-    return Gallery(matrix, squared_norms(matrix), labels, tuple(label_of), filled)
+            held.append([name for name, _ in batch], stored_matrix(b"".join(blob for _, blob in batch)))
+    held.close_at(version)
 
 
 def _vector_text(encoding: np.ndarray) -> str:
@@ -533,7 +596,17 @@ def _record(row: tuple) -> FaceRecord:
     return FaceRecord(face_id, name, stored_matrix(blob)[0].copy(), created_at, external_id)
 
 
-def _bump_version(cur: psycopg.Cursor, collection_id: int, faces: int = 0, *, counted: bool = False) -> None:
-    """Mark the collection changed; its face count moves by ``faces`` (with ``counted``: is ``faces``)."""
-    cur.execute("UPDATE collections SET version = version + 1, faces = %s + CASE WHEN %s THEN 0 ELSE faces END "
-                "WHERE id = %s", (faces, counted, collection_id))
+def _next_version(cur: psycopg.Cursor, collection_id: int, *, whole: bool = False) -> int:
+    """Mark the collection changed and return its new version. The row stays locked until the commit, so
+    the writers of one collection take their versions in the order they commit: a reader that saw version
+    v has every face added by a version up to v. ``whole``: readers cannot apply this change to the gallery
+    they hold (a removal, a rename, a replace) and read the collection whole."""
+    return cur.execute("UPDATE collections SET version = version + 1, "
+                       "reloaded = CASE WHEN %s THEN version + 1 ELSE reloaded END WHERE id = %s RETURNING version",
+                       (whole, collection_id)).fetchone()[0]
+
+
+def _count_faces(cur: psycopg.Cursor, collection_id: int, faces: int, *, counted: bool = False) -> None:
+    """The collection's face count moves by ``faces`` (with ``counted``: is ``faces``)."""
+    cur.execute("UPDATE collections SET faces = %s + CASE WHEN %s THEN 0 ELSE faces END WHERE id = %s",
+                (faces, counted, collection_id))
