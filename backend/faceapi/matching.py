@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,17 @@ class Gallery:
 
     def __len__(self) -> int:
         return self.size
+
+
+def grown(array: np.ndarray, rows: int, fill: Any = 0) -> np.ndarray:
+    """``array`` with room for ``rows`` rows: itself if it has it, else a copy a quarter larger (appends then
+    cost amortised constant time, and at most a quarter is spare), the new rows set to ``fill``. For
+    galleries that take appended faces in place."""
+    if len(array) >= rows:
+        return array
+    larger = np.full((max(rows, len(array) + len(array) // 4, 16), *array.shape[1:]), fill, dtype=array.dtype)
+    larger[:len(array)] = array
+    return larger
 
 
 def squared_norms(matrix: np.ndarray) -> np.ndarray:

@@ -59,6 +59,7 @@ from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Candidate
 from faceapi.matching import Gallery
+from faceapi.matching import grown
 from faceapi.matching import nearest_people
 from faceapi.matching import squared_norms
 from faceapi.matching import stored_matrix
@@ -205,13 +206,10 @@ class _Collection:
         return label
 
     def _reserve(self, rows: int) -> None:
-        """Room for ``rows`` rows, grown by a quarter at a time: appends cost amortised constant time, and
-        every worker holds at most a quarter more than it needs."""
-        if rows > len(self.labels):
-            capacity = max(rows, len(self.labels) + len(self.labels) // 4, 16)
-            self.labels = _grown(self.labels, capacity, -1)
-            self.created = _grown(self.created, capacity, _NO_TIME)
-            self.ids = _grown(self.ids, capacity, 0)
+        """Room for ``rows`` rows (`faceapi.matching.grown`: a quarter more at a time)."""
+        self.labels = grown(self.labels, rows, -1)
+        self.created = grown(self.created, rows, _NO_TIME)
+        self.ids = grown(self.ids, rows)
 
     def rows_of(self, name: str) -> np.ndarray:
         """The matrix rows of person ``name``. :raises UnknownPerson: no such person."""
@@ -266,7 +264,7 @@ class _Collection:
         if self._gallery is None:
             matrix = self.matrix_view(where)
             if self._normed < self.rows:
-                self._norms = _grown(self._norms, len(self.labels), np.inf)
+                self._norms = grown(self._norms, len(self.labels), np.inf)
                 fresh = slice(self._normed, self.rows)
                 self._norms[fresh] = np.where(self.labels[fresh] >= 0, squared_norms(matrix[fresh]), np.inf)
                 self._normed = self.rows
@@ -840,14 +838,6 @@ def _write_all(fd: int, payload: bytes, offset: int) -> None:
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
-
-
-def _grown(array: np.ndarray, capacity: int, fill: Any) -> np.ndarray:
-    if len(array) >= capacity:
-        return array
-    grown = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
-    grown[:len(array)] = array
-    return grown
 
 
 def _signature(path: pathlib.Path) -> _Signature | None:

@@ -41,6 +41,7 @@ from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import STORED_DTYPE
 from faceapi.matching import Candidate
 from faceapi.matching import Gallery
+from faceapi.matching import grown
 from faceapi.matching import nearest_people
 from faceapi.matching import squared_norms
 from faceapi.matching import stored_matrix
@@ -496,11 +497,7 @@ class _HeldGallery:
 
     def append(self, names: list[str], encodings: np.ndarray) -> None:
         end = self.size + len(names)
-        if end > len(self.matrix):  # a quarter more each time: amortised constant time, little to spare
-            capacity = max(end, len(self.matrix) + len(self.matrix) // 4)
-            self.matrix = _grown(self.matrix, capacity)
-            self.labels = _grown(self.labels, capacity)
-            self.norms = _grown(self.norms, capacity)
+        self.matrix, self.labels, self.norms = (grown(array, end) for array in (self.matrix, self.labels, self.norms))
         self.matrix[self.size:end] = encodings
         self.norms[self.size:end] = squared_norms(self.matrix[self.size:end])
         for offset, name in enumerate(names, self.size):
@@ -516,12 +513,6 @@ class _HeldGallery:
         self.gallery = Gallery(self.matrix[:self.size], self.norms[:self.size], self.labels[:self.size],
                                self.people, self.size)
         self.version = version
-
-
-def _grown(array: np.ndarray, capacity: int) -> np.ndarray:
-    grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
-    grown[:len(array)] = array
-    return grown
 
 
 def _read_faces(cur: psycopg.Cursor, held: _HeldGallery, model_id: str, version: int) -> None:
