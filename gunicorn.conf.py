@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 # One BLAS thread per call, before numpy loads: a worker's request threads are the parallelism,
 # and a BLAS pool per thread would oversubscribe the cores (docs/ENCODER.md, sizing).
@@ -38,7 +39,11 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 def _remove_metrics_dir(owner: int = os.getpid()) -> None:
     if os.getpid() == owner:
-        shutil.rmtree(_metrics_dir, ignore_errors=True)
+        for _ in range(5):  # a file written while the tree was removed (a worker's last count) is removed next
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
+            if not os.path.exists(_metrics_dir):
+                break
+            time.sleep(0.1)
 
 
 atexit.register(_remove_metrics_dir)

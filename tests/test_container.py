@@ -72,14 +72,38 @@ class Container:
             time.sleep(0.3)
 
     def __exit__(self, *exc_info: object) -> None:
+        """Stop as ``docker stop`` does: SIGTERM to the image's command (gunicorn's master, which stops its
+        workers and cleans up after itself), then SIGKILL if it is still there after 30 s."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            master = self.master_pid()
             try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
+                os.kill(master, signal.SIGTERM)
+                self.process.wait(30)  # buildah run ends with its command
+            except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(30)
         subprocess.run(["buildah", "rm", self.name], capture_output=True)
+
+    def master_pid(self) -> int:
+        """The image's command as the host sees it (chroot isolation shares the process table): the first
+        process under ``buildah run`` that is gunicorn (faceapi.serve execs it)."""
+        parents = {}
+        for entry in pathlib.Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        found = [self.process.pid]
+        for pid in found:  # breadth first: the master comes before its workers
+            for child in sorted(child for child, parent in parents.items() if parent == pid):
+                try:
+                    if b"gunicorn" in pathlib.Path(f"/proc/{child}/cmdline").read_bytes():
+                        return child
+                except OSError:
+                    continue
+                found.append(child)
+        raise AssertionError("no gunicorn under buildah run")
 
     def execute(self, *command: str, **env: str) -> subprocess.CompletedProcess[str]:
         """Run ``command`` in this container, beside its server (as ``docker exec`` would)."""
@@ -144,7 +168,11 @@ def test_enrollments_outlive_the_container(start, data: pathlib.Path) -> None:
     assert enroll(first.client, "obama", "obama.jpg").status_code == 201
     assert names(recognize(first.client, "tests/test_images/obama2.jpg")) == ["obama"]
     assert names(recognize(first.client, "tests/test_images/biden.jpg")) == [None]
+    master = first.master_pid()
     first.__exit__(None, None, None)
+    assert first.process.returncode == 0  # it stopped on SIGTERM, as under docker stop
+    # and cleaned up: its metrics directory (in the host's /dev/shm, which chroot isolation shares) is gone
+    assert not list(pathlib.Path("/dev/shm").glob(f"faceapi-metrics-{master}-*"))
     second = start(data)  # a new container on the same volume
     assert names(recognize(second.client, "examples/two_people.jpg")) == [None, "obama"]
     assert second.client.get("/people").json["people"] == [{"name": "obama", "face_count": 1}]
