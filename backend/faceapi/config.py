@@ -16,6 +16,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
+from faceapi.memory import MMAP_THRESHOLD_BYTES
 from faceapi.scanning import DETECTORS
 from faceapi.scopes import ApiKey
 from faceapi.scopes import KeySyntaxError
@@ -210,7 +211,7 @@ class Settings:
     log_level: str = _setting("FACEAPI_LOG_LEVEL", "info", str.lower, "level", "Logging level of the service and gunicorn.",
                               _log_level)
     malloc_mmap_threshold: int = _setting(
-        "FACEAPI_MALLOC_MMAP_THRESHOLD", 1 << 20, int, "int",
+        "FACEAPI_MALLOC_MMAP_THRESHOLD", MMAP_THRESHOLD_BYTES, int, "int",
         "glibc malloc's mmap threshold in bytes, fixed in the master before fork: larger blocks are mapped afresh and go back to the system when freed. Higher keeps more memory under load and, measured on this service, is no faster (docs/BENCHMARKS.md); 0 leaves glibc's own, which adapts up to 32 MiB.",
         lambda v: None if 0 <= v <= 32 << 20 else "must be 0 to 33554432 (32 MiB)")
 

@@ -44,7 +44,11 @@ def _load_malloc_trim():
 _malloc_trim = _load_malloc_trim()
 
 
-def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = 1 << 20) -> bool:
+# The service's fixed mmap threshold (`FACEAPI_MALLOC_MMAP_THRESHOLD`'s default): docs/BENCHMARKS.md, malloc.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Cap malloc arenas and fix the mmap threshold (0: leave glibc's adaptive one); False where the C library
     is not glibc."""
     name = ctypes.util.find_library("c")

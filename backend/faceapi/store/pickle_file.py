@@ -533,7 +533,7 @@ class PickleStore:
         except OSError as exc:
             raise StoreError(f"cannot read the store journal {self.journal_path}: {exc.strerror}") from exc
         applied = False
-        for record, end in _frames(raw, state.offset):
+        for record, end in _frames(raw, state.offset, self.journal_path):
             if state.offset == 0:  # the header: is this journal the snapshot's?
                 state.current = isinstance(record, dict) and record.get("generation") == state.generation
             elif state.current:
@@ -814,7 +814,7 @@ def _existing(state: _State, collection: str, name: str) -> _Collection:
     return faces
 
 
-def _frames(raw: bytes, offset: int) -> Iterator[tuple[Any, int]]:
+def _frames(raw: bytes, offset: int, where: pathlib.Path) -> Iterator[tuple[Any, int]]:
     """The whole records in ``raw`` (journal bytes from ``offset``) with the offset past each; stops at a
     torn or incomplete one."""
     position = 0
@@ -824,7 +824,7 @@ def _frames(raw: bytes, offset: int) -> Iterator[tuple[Any, int]]:
         if len(payload) < length or zlib.crc32(payload) != checksum:
             return
         position += _FRAME.size + length
-        yield _unpickled(payload, pathlib.Path("journal")), offset + position
+        yield _unpickled(payload, where), offset + position
 
 
 def _matrix_path(where: pathlib.Path, token: str) -> pathlib.Path:
