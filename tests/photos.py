@@ -12,6 +12,7 @@ import functools
 import io
 import json
 
+from PIL import ExifTags
 from PIL import Image
 
 from faceapi.engine import Box
@@ -91,4 +92,44 @@ def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
     canvas.paste(face.resize((int(face.width * scale), int(face.height * scale))), (width // 4, height // 8))
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+# A phone's sizes: 12 MP (most main cameras' default), 24 MP (the iPhone Pro's), 48 MP (their full sensor).
+PHONE_SIZES = {12: (4000, 3000), 24: (6000, 4000), 48: (8000, 6000)}
+
+
+@functools.cache
+def _two_people(megapixels: int) -> Image.Image:
+    """two_people.jpg (biden right, obama left) enlarged to a phone photo's size."""
+    return Image.open(FACES / "examples/two_people.jpg").convert("RGB").resize(PHONE_SIZES[megapixels],
+                                                                              Image.Resampling.BILINEAR)
+
+
+@functools.cache
+def phone_format(kind: str, megapixels: int = 12) -> bytes:
+    """two_people.jpg at a phone's size, written as a phone writes it.
+
+    ``kind``: ``ultra_hdr`` (a JPEG with a second, smaller picture in an MPF segment, as Android's Ultra HDR
+    gain map and many cameras' large previews), ``ultra_hdr_sideways`` (the same, stored turned with EXIF
+    orientation 6, as a phone held upright stores it), ``heic``, ``avif``, ``webp``, ``png`` or ``jpeg``.
+    """
+    import pillow_heif  # the test's own encoder; the service decodes with it too
+
+    photo = _two_people(megapixels)
+    buffer = io.BytesIO()
+    if kind in ("ultra_hdr", "ultra_hdr_sideways"):
+        exif = Image.Exif()
+        if kind == "ultra_hdr_sideways":
+            photo = photo.transpose(Image.Transpose.ROTATE_90)  # shown upright after orientation 6
+            exif[ExifTags.Base.Orientation] = 6
+        gain_map = photo.resize((photo.width // 4, photo.height // 4))
+        photo.save(buffer, "MPO", save_all=True, append_images=[gain_map], quality=85, exif=exif)
+    elif kind == "heic":
+        pillow_heif.from_pillow(photo).save(buffer, format="HEIF", quality=50)
+    elif kind == "png":
+        photo.save(buffer, "PNG", compress_level=1)
+    else:
+        photo.save(buffer, {"avif": "AVIF", "webp": "WEBP", "jpeg": "JPEG"}[kind], quality=80,
+                   **({"speed": 10} if kind == "avif" else {}))
     return buffer.getvalue()

@@ -1,10 +1,17 @@
 """Decode uploaded bytes into a bounded, upright RGB pixel array.
 
 Cost and memory per request are bounded here, before any pixel is decoded: the
-declared size is checked against a pixel limit, large JPEGs are decoded straight
-to a reduced size (JPEG draft mode scales by 1/2, 1/4 or 1/8 inside the decoder),
-and the result is shrunk to a longest side. Boxes found on that copy map back to
-the uploaded image through `DecodedImage.scale`.
+declared size is checked against a pixel limit, large JPEGs (Ultra HDR and other
+MPF files included) are decoded straight to a reduced size (JPEG draft mode scales
+by 1/2, 1/4 or 1/8 inside the decoder), and the result is shrunk to a longest side.
+Boxes found on that copy map back to the uploaded image through `DecodedImage.scale`.
+
+A phone's other formats cannot be decoded reduced, so each goes to the decoder that
+holds the fewest bytes a pixel (measured in docs/BENCHMARKS.md, "Phone photos"):
+HEIC/HEIF to libheif (pillow-heif), AVIF and WebP to libavif and libwebp
+(imagecodecs), each writing 3 bytes a pixel straight into one array, where Pillow
+holds 4 and, for WebP, copies the frame twice. The rest (PNG, GIF, TIFF, ...) go
+through Pillow.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import warnings
 from collections.abc import Callable
 
 import dlib
+import imagecodecs
 import numpy as np
+import pillow_heif
 import simplejpeg
 from PIL import ExifTags
 from PIL import Image
@@ -31,12 +40,40 @@ KEEP_OVER_BOUND = 1.3
 LARGE_IMAGE_PIXELS = 4_000_000
 
 
+# Pillow reads HEIC/HEIF headers (size, orientation) through pillow-heif; `_decode_heif` decodes the pixels.
+pillow_heif.register_heif_opener()
+# The formats Pillow names that libjpeg decodes reduced: an MPO is a JPEG with more pictures after its
+# first (a phone's Ultra HDR gain map, a camera's large preview), which only the first is read of.
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+SUPPORTED_FORMATS = "JPEG, HEIC, AVIF, WebP, PNG, GIF, BMP or TIFF"
+
+
 class UnreadableImage(ValueError):
     """The bytes are not an image Pillow can decode completely."""
 
 
 class ImageTooLarge(ValueError):
     """The image declares more pixels than the configured limit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What an upload's header says, before any pixel is decoded.
+
+    :param width: width as stored (before EXIF orientation), in pixels.
+    :param height: height as stored, in pixels.
+    :param reducible: the decoder can decode it reduced (JPEG): a smaller side holds fewer pixels.
+    """
+
+    width: int
+    height: int
+    reducible: bool
+
+    def pixels_held(self, side: int) -> int:
+        """Pixels the decoder holds at once to give an image of longest side ``side``."""
+        if not self.reducible:
+            return self.width * self.height
+        return round(self.width * self.height * min(1.0, side / max(self.width, self.height)) ** 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +95,7 @@ class DecodedImage:
 def decode_image(
     data: bytes,
     *,
-    max_side_px: int | Callable[[int, int], int],
+    max_side_px: int | Callable[[Header], int],
     max_pixels: int,
     max_full_decode_pixels: int | None = None,
 ) -> DecodedImage:
@@ -67,14 +104,14 @@ def decode_image(
     Animated and multi-page images give their first frame.
 
     :param max_side_px: longest side of the returned pixels, or a function of the image's
-        ``(width, height)`` that gives it; smaller images are not enlarged, and images (after
-        JPEG draft decoding) up to ``KEEP_OVER_BOUND`` times larger are not shrunk.
+        `Header` that gives it; smaller images are not enlarged, and images (after JPEG draft
+        decoding) up to ``KEEP_OVER_BOUND`` times larger are not shrunk.
     :param max_pixels: largest ``width * height`` accepted, checked from the header alone.
     :param max_full_decode_pixels: largest ``width * height`` accepted for formats that must be
         decoded at full size (all but JPEG, which draft mode decodes reduced): this bounds a
-        request's memory at about 3-4 bytes per pixel. None: ``max_pixels`` alone.
+        request's memory at about 3-5 bytes per pixel. None: ``max_pixels`` alone.
     :raises UnreadableImage: empty, not an image, truncated or corrupt.
-    :raises ImageTooLarge: more than ``max_pixels`` pixels.
+    :raises ImageTooLarge: more than ``max_pixels`` pixels (or ``max_full_decode_pixels``).
     """
     if not data:
         raise UnreadableImage("the upload is empty")
@@ -86,37 +123,47 @@ def decode_image(
             # catch_warnings between threads can at worst leave them installed.
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
-                if max_full_decode_pixels is not None and image.format != "JPEG":
-                    max_pixels = min(max_pixels, max_full_decode_pixels)
-                return _decode_opened(image, data, max_side_px=max_side_px, max_pixels=max_pixels)
+                _check_size(image, max_pixels, max_full_decode_pixels)
+                return _decode_opened(image, data, max_side_px=max_side_px)
     except (ImageTooLarge, UnreadableImage):
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
-        if _is_heif(data):
-            raise UnreadableImage("HEIC/HEIF photos are not supported; send JPEG, PNG or WebP "
-                                  "(phones convert HEIC to JPEG when a browser uploads it)") from exc
-        raise UnreadableImage("the upload is not an image in a supported format") from exc
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as exc:
+        raise UnreadableImage(f"the upload is not an image in a supported format ({SUPPORTED_FORMATS})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, RuntimeError,
+            imagecodecs.ImcdError) as exc:
         # Pillow reports truncated and corrupt files through all of these.
         raise UnreadableImage("the image is truncated or corrupt") from exc
 
 
-def _decode_opened(
-    image: Image.Image, data: bytes, *, max_side_px: int | Callable[[int, int], int], max_pixels: int
-) -> DecodedImage:
+def _check_size(image: Image.Image, max_pixels: int, max_full_decode_pixels: int | None) -> None:
+    """Refuse, from the header, an image of more pixels than the limits let this request decode."""
     width, height = image.size
     if width <= 0 or height <= 0:
         raise UnreadableImage("the image has no pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if image.format not in _JPEG_FORMATS and max_full_decode_pixels is not None \
+            and width * height > max_full_decode_pixels:
+        raise ImageTooLarge(
+            f"the image has {width}x{height} pixels; {image.format} photos are decoded at full size, so they are "
+            f"taken up to {max_full_decode_pixels} pixels (JPEG up to {max_pixels}): send it as a JPEG, or smaller")
+
+
+def _decode_opened(image: Image.Image, data: bytes, *, max_side_px: int | Callable[[Header], int]) -> DecodedImage:
+    width, height = image.size
+    jpeg = image.format in _JPEG_FORMATS
     if callable(max_side_px):
-        max_side_px = max_side_px(width, height)
-    if image.format == "JPEG" and image.mode == "RGB" and max(width, height) <= 2 * max_side_px \
+        max_side_px = max_side_px(Header(width, height, reducible=jpeg))
+    array_decoder = _ARRAY_DECODERS.get(image.format or "")
+    if array_decoder is not None:
+        orientation = 1 if image.format == "HEIF" else _orientation(image)  # libheif turns HEIF itself
+        return _from_array(array_decoder(data), orientation, max_side_px)
+    if jpeg and image.mode == "RGB" and max(width, height) <= 2 * max_side_px \
             and width * height > LARGE_IMAGE_PIXELS:
         return _decode_whole_jpeg(image, data, max_side_px)
-    if image.format == "JPEG" and max(width, height) > max_side_px:
+    if jpeg and max(width, height) > max_side_px:
         # Decode at the smallest DCT scale that is still at least max_side_px long.
         ratio = max_side_px / max(width, height)
         image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
@@ -156,12 +203,53 @@ def _decode_whole_jpeg(image: Image.Image, data: bytes, max_side_px: int) -> Dec
     pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
     if pixels.shape[:2] != (height, width):
         raise UnreadableImage("the image is truncated or corrupt")
-    pixels = np.ascontiguousarray(_oriented(pixels, _orientation(image)))
-    upright_height, upright_width = pixels.shape[:2]
-    if max(upright_width, upright_height) > max_side_px:
-        pixels = shrunk(pixels, max_side_px / max(upright_width, upright_height))
+    return _from_array(pixels, _orientation(image), max_side_px)
+
+
+def _from_array(pixels: np.ndarray, orientation: int, max_side_px: int) -> DecodedImage:
+    """A decoder's whole ``(height, width, channels)`` array as upright RGB of at most ``max_side_px``: shrunk
+    first, so that only the small copy is turned."""
+    pixels = _rgb_array(pixels)
+    height, width = pixels.shape[:2]
+    if max(width, height) > max_side_px:
+        pixels = shrunk(pixels, max_side_px / max(width, height))
+    pixels = np.ascontiguousarray(_oriented(pixels, orientation))
+    upright_width, upright_height = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return DecodedImage(pixels=pixels, width=upright_width, height=upright_height,
                         scale=max(upright_width, upright_height) / max(pixels.shape[:2]))
+
+
+def _rgb_array(pixels: np.ndarray) -> np.ndarray:
+    """Grey, grey+alpha, RGB or RGBA of 8 to 16 bits as 8-bit RGB; transparency over white, as `_to_rgb`."""
+    if pixels.dtype != np.uint8:  # 10- and 12-bit AVIF and HEIF come as 16-bit integers
+        pixels = (pixels >> (4 if pixels.max(initial=0) > 1023 else 2)).astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] in (2, 4):
+        alpha = pixels[:, :, -1:].astype(np.uint16)
+        pixels = ((pixels[:, :, :-1] * alpha + 255 * (255 - alpha)) // 255).astype(np.uint8)
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
+
+
+def _decode_heif(data: bytes) -> np.ndarray:
+    """The primary picture of a HEIC/HEIF file, turned as its container says (libheif applies it)."""
+    return np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=True))
+
+
+def _decode_avif(data: bytes) -> np.ndarray:
+    """The first picture of an AVIF file, decoded on one thread (dav1d's threads each hold frames)."""
+    return imagecodecs.avif_decode(data, index=0, numthreads=1)
+
+
+def _decode_webp(data: bytes) -> np.ndarray:
+    """The first frame of a WebP file."""
+    return imagecodecs.webp_decode(data, index=0)
+
+
+# Formats decoded whole into one array by their own library; the rest go through Pillow.
+_ARRAY_DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
+    "HEIF": _decode_heif, "AVIF": _decode_avif, "WEBP": _decode_webp,
+}
 
 
 def shrunk(pixels: np.ndarray, factor: float) -> np.ndarray:
@@ -200,11 +288,6 @@ def _make_upright(image: Image.Image) -> None:
     """Apply the EXIF orientation in place (no copy of the pixels); an unreadable one counts as none."""
     with contextlib.suppress(OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
         ImageOps.exif_transpose(image, in_place=True)
-
-
-def _is_heif(data: bytes) -> bool:
-    """An ISO media file whose brand is one of HEIF's (the ``ftyp`` box at offset 4)."""
-    return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 
 def _to_8_bits(values: np.ndarray, *, floating: bool) -> np.ndarray:

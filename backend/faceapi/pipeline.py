@@ -21,6 +21,7 @@ from faceapi.engine import FaceEngine
 from faceapi.engine import largest_first
 from faceapi.imaging import LARGE_IMAGE_PIXELS
 from faceapi.imaging import DecodedImage
+from faceapi.imaging import Header
 from faceapi.imaging import decode_image
 from faceapi.matching import ENCODING_WIDTH
 from faceapi.memory import host_wide_turn
@@ -147,12 +148,12 @@ class Pipeline:
         detector = detector or settings.detector
         with self.image_slots, contextlib.ExitStack() as turn:
 
-            def decode_side(width: int, height: int) -> int:
+            def decode_side(header: Header) -> int:
                 """The side to decode at, known from the header; then the analysis waits for its turn on the
-                host (alone if it is large: a CNN detection, or a decode over `LARGE_IMAGE_PIXELS`)."""
-                side = self.decode_side(width, height, min_face_px, detector)
-                decoded = width * height * min(1.0, side / max(width, height)) ** 2
-                turn.enter_context(host_wide_turn(large=detector == "cnn" or decoded > LARGE_IMAGE_PIXELS))
+                host (alone if it is large: a CNN detection, or a decode holding over `LARGE_IMAGE_PIXELS`)."""
+                side = self.decode_side(header.width, header.height, min_face_px, detector)
+                large = detector == "cnn" or header.pixels_held(side) > LARGE_IMAGE_PIXELS
+                turn.enter_context(host_wide_turn(large=large))
                 return side
 
             image = decode_image(data, max_side_px=decode_side, max_pixels=settings.max_image_pixels,

@@ -1,0 +1,64 @@
+"""A phone's photos, sent as they come off the phone: every common format at a phone's size gives both faces
+of two_people.jpg, upright, with their names; past what can be decoded safely, 413 says what to send."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from PIL import ImageOps
+
+from faceapi.imaging import decode_image
+from tests.photos import PHONE_SIZES
+from tests.photos import phone_format
+from tests.scenario import enroll
+from tests.servers import upload
+
+pytestmark = pytest.mark.store_independent
+
+
+@pytest.mark.parametrize(("kind", "megapixels"), [
+    ("ultra_hdr", 12), ("ultra_hdr_sideways", 12), ("heic", 12), ("avif", 12), ("webp", 12), ("png", 12),
+    ("jpeg", 48), ("ultra_hdr", 48), ("heic", 24), ("avif", 24), ("webp", 24), ("png", 24),
+])
+def test_a_phone_photo_gives_both_faces_by_name(make_client, kind: str, megapixels: int) -> None:
+    client = make_client(upload_limit_bytes=64 * 2**20)  # a fast-compressed 24 MP PNG is over the default
+    assert enroll(client, "obama", "obama.jpg").status_code == 201
+    assert enroll(client, "biden", "biden.jpg").status_code == 201
+    response = client.post("/recognize", data={"image": upload(phone_format(kind, megapixels), f"photo.{kind}")})
+    assert response.status_code == 200, response.json
+    assert (response.json["image"]["width"], response.json["image"]["height"]) == PHONE_SIZES[megapixels]
+    faces = sorted(response.json["faces"], key=lambda face: face["box"]["left"])
+    assert [face["name"] for face in faces] == ["obama", "biden"]  # obama on the left, upright
+
+
+@pytest.mark.parametrize("kind", ["ultra_hdr", "ultra_hdr_sideways", "heic", "avif", "webp", "png"])
+def test_each_format_is_decoded_as_displayed(kind: str) -> None:
+    """The pixels are the photo as a viewer shows it (Pillow, orientation applied), within codec noise."""
+    data = phone_format(kind, 12)
+    decoded = decode_image(data, max_side_px=1000, max_pixels=50_000_000, max_full_decode_pixels=25_000_000)
+    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    assert (decoded.width, decoded.height) == shown.size == (4000, 3000)
+    expected = np.asarray(shown.resize(decoded.pixels.shape[1::-1], Image.Resampling.BILINEAR), dtype=np.float64)
+    assert np.abs(decoded.pixels - expected).mean() < 4
+
+
+def test_an_ultra_hdr_jpeg_is_decoded_reduced_like_a_plain_jpeg() -> None:
+    """The JPEG path's reduced decode, whatever else the file carries: 48 MP is taken up to the JPEG limit."""
+    plain = decode_image(phone_format("jpeg", 48), max_side_px=1000, max_pixels=50_000_000,
+                         max_full_decode_pixels=4_000_000)
+    ultra_hdr = decode_image(phone_format("ultra_hdr", 48), max_side_px=1000, max_pixels=50_000_000,
+                             max_full_decode_pixels=4_000_000)
+    assert plain.pixels.shape == ultra_hdr.pixels.shape == (750, 1000, 3)
+
+
+@pytest.mark.parametrize("kind", ["heic", "avif", "webp", "png"])
+def test_past_the_full_decode_limit_413_says_what_to_send(make_client, kind: str) -> None:
+    client = make_client(max_full_decode_pixels=10_000_000, upload_limit_bytes=64 * 2**20)
+    response = client.post("/recognize", data={"image": upload(phone_format(kind, 12), f"photo.{kind}")})
+    assert response.status_code == 413, response.json
+    assert response.json["error"]["code"] == "image_too_large"
+    message = response.json["error"]["message"]
+    assert "10000000 pixels" in message and "send it as a JPEG" in message
