@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from faceapi.store import pickle_file
 from tests.conftest import TestClient
 from tests.conftest import client_of
 from tests.conftest import test_images
@@ -74,12 +73,12 @@ def test_disk_full_during_enroll(pickle_client, monkeypatch: pytest.MonkeyPatch)
     def full_disk(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pickle_file.os, "fsync", full_disk)  # the fault, in the store's environment only
+    monkeypatch.setattr(os, "fsync", full_disk)  # the fault, in the store's environment only
     response = enroll(client, "biden", "biden.jpg")
     assert response.status_code == 507 and response.json["error"]["code"] == "insufficient_storage"
     assert path.read_bytes() == before
     assert not list(path.parent.glob("*.tmp"))
-    monkeypatch.setattr(pickle_file.os, "fsync", real_fsync)  # space is back
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space is back
     assert enroll(client, "biden", "biden.jpg").status_code == 201
     assert [p["name"] for p in client.get("/people").json["people"]] == ["biden", "obama"]
 
@@ -91,7 +90,7 @@ def test_read_only_store_directory(pickle_client, monkeypatch: pytest.MonkeyPatc
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(pickle_file.os, "pwrite", read_only)
+    monkeypatch.setattr(os, "pwrite", read_only)
     response = enroll(client, "biden", "biden.jpg")
     assert response.status_code == 503 and response.json["error"]["code"] == "store_unavailable"
     assert names(recognize(client, "tests/test_images/obama2.jpg")) == ["obama"]  # reads still work

@@ -1,5 +1,6 @@
-"""Two workers fit a 256 MB instance: the real service in a 256 MB memory cgroup under 12 MP load,
-including class photos that ask for the finest scan (clamped to FACEAPI_MAX_SCAN_PIXELS), by either detector
+"""Two workers fit a 256 MB instance: the real service in a 256 MB memory cgroup under 12 MP load, phone photos
+in every format up to 24 MP among them (HEIC, AVIF, WebP and PNG are decoded at full size), and class photos
+that ask for the finest scan (clamped to FACEAPI_MAX_SCAN_PIXELS), by either detector
 (the CNN's clamped to FACEAPI_CNN_MAX_SCAN_PIXELS)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import pathlib
 
 from tests.cgroup import memory_cgroup
 from tests.photos import class_photo
+from tests.photos import phone_format
 from tests.photos import phone_photo
 from tests.scenario import enroll
 from tests.servers import GunicornServer
@@ -18,7 +20,10 @@ from tests.servers import upload
 def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None:
     photo = phone_photo()
     group_photo = class_photo(80)
-    env = {"WEB_CONCURRENCY": "2", "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl")}
+    phone_mix = [("heic", 24), ("avif", 24), ("webp", 24), ("png", 24), ("ultra_hdr_sideways", 12), ("ultra_hdr", 48)]
+    phone_photos = [(kind, phone_format(kind, megapixels)) for kind, megapixels in phone_mix]
+    env = {"WEB_CONCURRENCY": "2", "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl"),
+           "FACEAPI_UPLOAD_LIMIT_BYTES": str(64 * 2**20)}
     with memory_cgroup(256 * 2**20) as group:
         with GunicornServer(tmp_path / "gunicorn.log", env, launcher=group.launcher) as server:
             assert enroll(server.client(), "obama", "obama.jpg").status_code == 201
@@ -36,10 +41,18 @@ def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None
                 assert response.status_code == 200, response.json
                 return response.json["detection"]
 
+            def ask_phone(index: int) -> int:
+                kind, photo = phone_photos[index % len(phone_photos)]
+                response = server.client().post("/recognize", data={"image": upload(photo, f"photo.{kind}")})
+                assert response.status_code == 200, response.json
+                return len(response.json["faces"])
+
             with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
                 finest = [pool.submit(ask_finest, i) for i in range(8)]
+                phones = [pool.submit(ask_phone, i) for i in range(2 * len(phone_photos))]
                 answers = list(pool.map(ask, range(48)))
             assert answers == [["obama"]] * 48
+            assert [future.result() for future in phones] == [2] * len(phones)
             assert all(future.result()["limited"] for future in finest)
             assert {future.result()["detector"] for future in finest} == {"hog", "cnn"}
             assert server.worker_pids() == workers  # none killed and replaced

@@ -10,13 +10,15 @@ import os
 import pathlib
 import pickle
 import shutil
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from faceapi.store import pickle_file
 from faceapi.store.pickle_file import PickleStore
+from faceapi.store.pickle_file import journal as pickle_journal
+from faceapi.store.pickle_file import store as pickle_store
 from tests.conftest import MODEL
 from tests.conftest import random_encodings
 
@@ -69,10 +71,10 @@ def _die_at(step: int, torn: bool, path: str, action: str, small: bool) -> None:
     and that operation writes, after writing half of it)."""
     calls = 0
     if small:  # every write also folds the journal and rewrites the matrix files
-        pickle_file.JOURNAL_FOLD_BYTES = 0
-        pickle_file.MATRIX_COMPACT_ROWS = 1
+        pickle_store.JOURNAL_FOLD_BYTES = 0
+        pickle_store.MATRIX_COMPACT_ROWS = 1
     for name in _STEPS:
-        module = pickle_file.tempfile if name == "mkstemp" else os
+        module = tempfile if name == "mkstemp" else os
         real = getattr(module, name)
 
         def dying(*args, real=real, name=name, **kwargs):
@@ -140,7 +142,7 @@ def test_a_torn_journal_tail_is_ignored_then_cut_off(tmp_path: pathlib.Path) -> 
     assert len(reader.gallery()) == 24
     payload = pickle.dumps({"op": "rename", "c": "default", "name": "p0", "to": "torn"})
     with open(tmp_path / "faces.pkl.journal", "ab") as journal:
-        journal.write(pickle_file._FRAME.pack(len(payload), 0) + payload[:5])
+        journal.write(pickle_journal.FRAME.pack(len(payload), 0) + payload[:5])
     assert [p.name for p in reader.people()] == ["p0", "p1", "p2"]
     PickleStore(path, MODEL).add_faces("p0", random_encodings(1, 60))
     assert [(p.name, p.face_count) for p in reader.people()] == [("p0", 9), ("p1", 8), ("p2", 8)]

@@ -17,8 +17,8 @@ import pytest
 
 from faceapi.store import StoreError
 from faceapi.store import UnknownPerson
-from faceapi.store import pickle_file
 from faceapi.store.pickle_file import PickleStore
+from faceapi.store.pickle_file import store as pickle_store
 from tests.conftest import MODEL
 from tests.conftest import random_encodings
 
@@ -157,8 +157,8 @@ def test_the_journal_is_folded_and_removed_rows_compacted(tmp_path: pathlib.Path
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Once the journal outgrows the snapshot it is folded into a new one; once a quarter of a matrix file's
     rows are removed it is rewritten without them, and the old file goes."""
-    monkeypatch.setattr(pickle_file, "JOURNAL_FOLD_BYTES", 4096)
-    monkeypatch.setattr(pickle_file, "MATRIX_COMPACT_ROWS", 16)
+    monkeypatch.setattr(pickle_store, "JOURNAL_FOLD_BYTES", 4096)
+    monkeypatch.setattr(pickle_store, "MATRIX_COMPACT_ROWS", 16)
     store = PickleStore(tmp_path / "faces.pkl", MODEL)
     reader = PickleStore(tmp_path / "faces.pkl", MODEL)
     for index in range(40):
@@ -296,4 +296,25 @@ def test_an_older_file_put_back_while_running_is_upgraded_not_overwritten(tmp_pa
     assert [(p.name, p.face_count) for p in store.people()] == [("Barack Obama", 2), ("Joe Biden", 1)]
     store.add_faces("Joe Biden", random_encodings(1, 2))
     assert [(p.name, p.face_count) for p in PickleStore(path, pipeline.engine.model_id).people()] == [
+        ("Barack Obama", 2), ("Joe Biden", 2)]
+
+
+def test_a_write_that_finds_an_older_file_upgrades_it_without_waiting_for_itself(tmp_path: pathlib.Path,
+                                                                               pipeline) -> None:
+    """The write holds the lock when it finds the format-2 file an administrator put back: the upgrade runs
+    under that same lock (it once took it again on another descriptor, and the worker hung for ever)."""
+    path = tmp_path / "faces.pkl"
+    model = pipeline.engine.model_id
+    store = PickleStore(path, model)
+    store.add_faces("someone", random_encodings(1, 1))
+    store._state = None  # as in a process that has not looked since: its first act is a write
+    path.write_bytes(_old_format_bytes(pipeline, 2))
+    writer = multiprocessing.get_context("fork").Process(target=store.add_faces,
+                                                         args=("Joe Biden", random_encodings(1, 2)))
+    writer.start()
+    writer.join(120)  # a generous bound: the write takes milliseconds, a hang never ends
+    if writer.is_alive():
+        writer.kill()
+    assert writer.exitcode == 0
+    assert [(p.name, p.face_count) for p in PickleStore(path, model).people()] == [
         ("Barack Obama", 2), ("Joe Biden", 2)]
