@@ -114,6 +114,13 @@ def test_bad_input(client, path: str, form, status: int, code: str) -> None:
 
 
 @pytest.mark.store_independent
+def test_a_json_body_nested_too_deeply_is_400(client) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    response = client.post("/recognize", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.store_independent
 def test_json_body_without_encodings(client) -> None:
     """A JSON body is for encodings: an image in it (base64 or anything) is named as the fault."""
     response = client.post("/recognize", data=json.dumps({"image": "aGVsbG8="}), content_type="application/json")

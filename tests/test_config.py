@@ -66,6 +66,15 @@ def test_start_command_also_checks_what_gunicorn_reads_itself() -> None:
     assert (ROOT / "Procfile").read_text().strip() == "web: python -m faceapi.serve"
 
 
+@pytest.mark.parametrize("command", [[f"{sys.prefix}/bin/gunicorn", "--config", "gunicorn.conf.py"],
+                                     [sys.executable, "-m", "faceapi.serve"]], ids=["gunicorn", "serve"])
+def test_a_wrong_database_url_is_named_without_its_password(command: list[str]) -> None:
+    result = _start(command, DATABASE_URL="mysql://faceapi:s3cret-pw@db.example:3306/faces")
+    assert result.returncode != 0
+    assert "DATABASE_URL='mysql://faceapi:***@db.example:3306/faces'" in result.stdout, result.stdout
+    assert "s3cret-pw" not in result.stdout
+
+
 def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     for variable, default, _doc in describe_settings():

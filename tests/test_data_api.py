@@ -95,6 +95,8 @@ def _breakages() -> list[tuple[str, object, int, str, str]]:
         ("bad id", set_path("people", 0, "faces", 0, "id", "../x"), 400, "invalid_import", "people[0].faces[0].id"),
         ("bad time", set_path("people", 0, "faces", 0, "created_at", "yesterday"), 400, "invalid_import",
          "people[0].faces[0].created_at"),
+        ("time out of range in UTC", set_path("people", 0, "faces", 0, "created_at", "0001-01-01T00:00:00+01:00"),
+         400, "invalid_import", "people[0].faces[0].created_at"),
         ("duplicate id", lambda d: d["people"][2]["faces"].append(d["people"][2]["faces"][0]), 400,
          "invalid_import", "people[2].faces[2].id"),
     ]

@@ -120,6 +120,30 @@ def test_a_small_photo_with_a_large_enough_face_enrolls(client) -> None:
 
 
 @pytest.mark.store_independent
-def test_a_name_cannot_hold_the_faces_segment(client) -> None:
-    response = client.post("/enroll", json={"name": "a/faces/b", "encodings": [[0.01] * 128]})
+@pytest.mark.parametrize("name", ["a/faces/b", "a/faces", "/faces"])
+def test_a_name_cannot_hold_the_faces_segment(client, name: str) -> None:
+    """A name whose faces' URLs would split inside it (``/people/a/faces/faces/<id>``) is refused."""
+    response = client.post("/enroll", json={"name": name, "encodings": [[0.01] * 128]})
     assert response.status_code == 400 and response.json["error"]["code"] == "invalid_name"
+
+
+def test_every_face_of_a_name_with_slashes_can_be_deleted(client) -> None:
+    for name in ("a/face", "faces/a", "a/fa/ces"):
+        face_id = client.post("/enroll", json={"name": name, "encodings": [[0.01] * 128, [0.02] * 128]}).json[
+            "faces"][0]["id"]
+        response = client.delete(f"/people/{quote(name, safe='')}/faces/{face_id}")
+        assert response.status_code == 200 and response.json["face_count"] == 1, (name, response.json)
+
+
+def test_a_name_or_cursor_no_one_can_have_is_404_or_400_on_every_store(client) -> None:
+    """PostgreSQL refuses a NUL in any text: such a name or cursor is answered before the store is asked."""
+    assert client.post("/enroll", json={"name": "ab", "encodings": [[0.01] * 128]}).status_code == 201
+    for method in ("get", "delete"):
+        response = getattr(client, method)("/people/a%00b")
+        assert response.status_code == 404 and response.json["error"]["code"] == "unknown_person", response.json
+    response = client.patch("/people/a%00b", json={"name": "c"})
+    assert response.status_code == 404 and response.json["error"]["code"] == "unknown_person"
+    response = client.delete("/people/a%00b/faces/0123")
+    assert response.status_code == 404 and response.json["error"]["code"] == "unknown_person"
+    response = client.get("/people?cursor=AA")  # base64 of a NUL
+    assert response.status_code == 400 and response.json["error"]["code"] == "invalid_cursor"

@@ -64,6 +64,7 @@ def test_database_outage_gives_503_then_recovers(gunicorn_factory, pg_url: str) 
         assert client.get("/health").status_code == 200
         ready = client.get("/ready")
         assert ready.status_code == 503 and ready.json["error"]["code"] == "store_unavailable"
+        assert str(proxy.port) not in str(ready.json)  # the open /ready names no host or port
         down = client.post("/recognize", data={"image": upload(test_images("obama2.jpg"))})
         assert down.status_code == 503 and down.json["error"]["code"] == "store_unavailable"
         assert client.get("/people").status_code == 503

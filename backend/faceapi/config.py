@@ -38,10 +38,13 @@ class _Spec:
     doc: str
     secret: bool = False  # never echoed in error messages
     readme_default: str | None = None  # the default as README states it, when not the value itself
+    redact: Callable[[str], str] | None = None  # the value with its secret part hidden, for error messages
 
     def shown(self, value: Any) -> str:
         """``value`` as an error message may quote it."""
-        return "<hidden>" if self.secret else repr(value)
+        if self.secret:
+            return "<hidden>"
+        return repr(self.redact(value) if self.redact and isinstance(value, str) else value)
 
 
 def _setting(env: str, default: Any, parse: Callable[[str], Any], kind: str, doc: str,
@@ -81,6 +84,15 @@ def _detect_side(value: int) -> str | None:
 
 # URL schemes that select the PostgreSQL store (App Platform binds `postgresql://`; Heroku-style is `postgres://`).
 POSTGRES_URL_SCHEMES = ("postgres://", "postgresql://")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with the password of its user part, if any, replaced by ``***``."""
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
 
 
 def _database_url(value: str) -> str | None:
@@ -161,7 +173,7 @@ class Settings:
                                lambda v: None if v else "must not be empty")
     database_url: str = _setting("DATABASE_URL", "", str, "URL",
                                  "PostgreSQL URL (`postgresql://...`); when set, the store is PostgreSQL instead of the pickle file.",
-                                 _database_url, readme_default="unset")
+                                 _database_url, readme_default="unset", redact=redacted_url)
     pgvector: str = _setting("FACEAPI_PGVECTOR", "auto", str.lower, "mode",
                              "With `DATABASE_URL`: `auto` matches in PostgreSQL when the server offers the `vector` extension (pgvector; it is created, and each face indexed), else in each worker; `on` requires it (start-up fails without); `off` always matches in each worker.",
                              lambda v: None if v in ("auto", "on", "off") else "must be auto, on or off")

@@ -65,6 +65,9 @@ _DOMAIN_MESSAGES = {
     UnknownFace: lambda error: f"that person has no face with id {error.args[0]!r}",
     UnknownCollection: lambda error: f"no collection named {error.args[0]!r} has people",
     NameTaken: lambda error: f"{error.args[0]!r} is enrolled already; send \"merge\": true to merge the two",
+    # A store's own text names its file or its database's host: logged, never sent (/ready is open to anyone).
+    StoreFull: lambda error: "the store has no space left; nothing was changed, and the error has been logged",
+    StoreError: lambda error: "the store cannot be read or written now; the error has been logged",
 }
 
 # Methods every route answers, not worth naming in a 405's message.
@@ -102,7 +105,8 @@ def _handle_domain_error(error: Exception) -> tuple[Response, int]:
     status, code = next(DOMAIN_ERRORS[cls] for cls in type(error).__mro__ if cls in DOMAIN_ERRORS)
     if status >= 500:
         log.error("%s: %s", code, error)
-    return error_response(status, code, _DOMAIN_MESSAGES.get(type(error), str)(error))
+    message = next((_DOMAIN_MESSAGES[cls] for cls in type(error).__mro__ if cls in _DOMAIN_MESSAGES), str)
+    return error_response(status, code, message(error))
 
 
 def _handle_http_exception(error: HTTPException) -> Response:

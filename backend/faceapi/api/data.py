@@ -132,11 +132,13 @@ def _created_at(raw: Any, where: str) -> datetime.datetime | None:
         return None
     try:
         moment = datetime.datetime.fromisoformat(raw) if isinstance(raw, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise _invalid(where, "created_at must be null or an ISO 8601 time with its UTC offset")
-    return moment.astimezone(datetime.UTC)
+        utc = None if moment is None or moment.tzinfo is None else moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):  # OverflowError: a time near year 1 or 9999 whose UTC is out of range
+        utc = None
+    if utc is None:
+        raise _invalid(where, "created_at must be null or an ISO 8601 time with its UTC offset, "
+                              "between the years 1 and 9999 in UTC")
+    return utc
 
 
 def _checked(check: Callable[[Any, str], Any], value: Any, where: str) -> Any:

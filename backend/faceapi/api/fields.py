@@ -42,7 +42,10 @@ def json_body() -> dict[str, Any] | None:
     """The request's JSON object, None if the body is not JSON; 400 ``invalid_json`` if it is broken."""
     if not request.is_json:
         return None
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser's recursion allows; silent=True catches only ValueError
+        raise InvalidRequest("invalid_json", "the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("invalid_json", "the body must be a JSON object")
     return body
@@ -87,9 +90,16 @@ def valid_name(raw: Any, code: str) -> str:
         raise InvalidRequest(code, f"the name must be at most {MAX_NAME_LENGTH} characters")
     if _has_control_characters(name):
         raise InvalidRequest(code, "the name must not contain control or invisible format characters")
-    if FACES_SEGMENT in name:
-        raise InvalidRequest(code, f"the name must not contain {FACES_SEGMENT!r}, which the URLs of faces use")
+    if not addressable(name):
+        raise InvalidRequest(code, f"the name must not contain {FACES_SEGMENT!r} nor end with "
+                                   f"{FACES_SEGMENT.rstrip('/')!r}: the URLs of a person's faces put it after the name")
     return name
+
+
+def addressable(name: str) -> bool:
+    """``name`` can be enrolled, and so be found from a URL: no control characters, and a face's URL
+    (``/people/<name>/faces/<id>``) splits at the end of the name, not inside it."""
+    return not _has_control_characters(name) and (name + FACES_SEGMENT).find(FACES_SEGMENT) == len(name)
 
 
 def valid_external_id(raw: Any, code: str = "invalid_external_id") -> str | None:
@@ -151,10 +161,12 @@ def read_cursor(field: str = "cursor") -> str | None:
     if raw is None or raw == "":
         return None
     try:
-        return base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode("utf-8")
+        after = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest("invalid_cursor", "cursor must be the 'next' value of a previous page",
-                             field=field) from None
+        after = None
+    if after is None or _has_control_characters(after):  # a cursor holds an enrolled name, which has none
+        raise InvalidRequest("invalid_cursor", "cursor must be the 'next' value of a previous page", field=field)
+    return after
 
 
 def cursor_after(name: str) -> str:

@@ -20,6 +20,7 @@ from faceapi.api.render import detection_json
 from faceapi.api.render import stored_face_json
 from faceapi.errors import InvalidRequest
 from faceapi.pipeline import MIN_ENROLL_FACE_PX
+from faceapi.store import UnknownPerson
 
 bp = Blueprint("people", __name__)
 
@@ -77,7 +78,7 @@ def people(values: dict[str, Any], collection: str) -> dict[str, Any]:
 @bp.get("/people/<person:name>")
 def person(name: str, collection: str) -> dict[str, Any]:
     """One person's faces: id, creation time and the client's ``external_id``, oldest first."""
-    faces = get_services().store.person_faces(name, collection=collection)
+    faces = get_services().store.person_faces(_enrolled(name), collection=collection)
     return {"name": name, "face_count": len(faces), "faces": [stored_face_json(face) for face in faces]}
 
 
@@ -87,7 +88,7 @@ def rename_person(values: dict[str, Any], name: str, collection: str) -> dict[st
     """Rename a person (JSON ``{"name": new}``); onto an enrolled name only with ``"merge": true``."""
     if fields.json_body() is None:
         raise InvalidRequest("invalid_json", 'send a JSON body such as {"name": "new name"}')
-    face_count = get_services().store.rename_person(name, values["name"], merge=values["merge"],
+    face_count = get_services().store.rename_person(_enrolled(name), values["name"], merge=values["merge"],
                                                     collection=collection)
     return {"name": values["name"], "face_count": face_count}
 
@@ -95,15 +96,23 @@ def rename_person(values: dict[str, Any], name: str, collection: str) -> dict[st
 @bp.delete("/people/<person:name>")
 def delete_person(name: str, collection: str) -> dict[str, Any]:
     """Remove a person and every face enrolled for them."""
-    removed = get_services().store.remove_person(name, collection=collection)
+    removed = get_services().store.remove_person(_enrolled(name), collection=collection)
     return {"name": name, "deleted_faces": removed}
 
 
 @bp.delete("/people/<person:name>/faces/<face_id>")
 def delete_face(name: str, face_id: str, collection: str) -> dict[str, Any]:
     """Remove one face; the person keeps the others (and is removed with their last face)."""
-    left = get_services().store.remove_face(name, face_id, collection=collection)
+    left = get_services().store.remove_face(_enrolled(name), face_id, collection=collection)
     return {"name": name, "deleted_face": face_id, "face_count": left}
+
+
+def _enrolled(name: str) -> str:
+    """A name from a URL, checked to be one that could be enrolled: any other is 404 ``unknown_person`` at
+    once, on every store (PostgreSQL refuses a NUL in any text it is sent)."""
+    if not fields.addressable(name):
+        raise UnknownPerson(name)
+    return name
 
 
 def _external_ids(raw: Any, count: int) -> list[str | None] | None:
