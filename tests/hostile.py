@@ -103,7 +103,7 @@ CORPUS: list[tuple[str, str, Form, int, str | None]] = [
     ("exif orientation 65535", "/recognize", _image(lambda: _exif_orientation(65535)), 200, OK),
     ("png bomb 50000x50000", "/recognize", _image(_png_bomb, "bomb.png"), 413, "image_too_large"),
     ("png over pixel limit", "/recognize", _image(lambda: _png_bomb(8000, 8000), "big.png"), 413, "image_too_large"),
-    ("6 MP png, over the full-decode limit", "/recognize", _image(lambda: _png_bomb(3000, 2000), "big.png"), 413, "image_too_large"),
+    ("30 MP png, over the full-decode limit", "/recognize", _image(lambda: _png_bomb(6000, 5000), "big.png"), 413, "image_too_large"),
     ("animated gif", "/recognize", _image(lambda: _animated("GIF"), "a.gif"), 200, OK),
     ("animated webp", "/recognize", _image(lambda: _animated("WEBP"), "a.webp"), 200, OK),
     ("multi-page tiff", "/recognize", _image(_multipage_tiff, "a.tiff"), 200, OK),

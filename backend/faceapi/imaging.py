@@ -131,9 +131,9 @@ def decode_image(
         raise ImageTooLarge(f"the image declares too many pixels; the limit is {max_pixels} pixels") from exc
     except UnidentifiedImageError as exc:
         raise UnreadableImage(f"the upload is not an image in a supported format ({SUPPORTED_FORMATS})") from exc
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, RuntimeError,
-            imagecodecs.ImcdError) as exc:
-        # Pillow reports truncated and corrupt files through all of these.
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, RuntimeError) as exc:
+        # Pillow reports truncated and corrupt files through all of these; libheif (pillow-heif) through
+        # ValueError and RuntimeError; imagecodecs' codec errors are RuntimeErrors.
         raise UnreadableImage("the image is truncated or corrupt") from exc
 
 
