@@ -95,8 +95,9 @@ def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
     return buffer.getvalue()
 
 
-# A phone's sizes: 12 MP (most main cameras' default), 24 MP (the iPhone Pro's), 48 MP (their full sensor).
-PHONE_SIZES = {12: (4000, 3000), 24: (6000, 4000), 48: (8000, 6000)}
+# A phone's sizes: 4 MP (a screenshot, an app's export), 12 MP (most main cameras' default), 16 MP, 24 MP
+# (recent iPhones' default), 48 MP (their full sensor).
+PHONE_SIZES = {4: (2304, 1728), 12: (4000, 3000), 16: (4608, 3456), 24: (6000, 4000), 48: (8000, 6000)}
 
 
 @functools.cache

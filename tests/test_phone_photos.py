@@ -24,7 +24,8 @@ pytestmark = pytest.mark.store_independent
     ("jpeg", 48), ("ultra_hdr", 48), ("heic", 24), ("avif", 24), ("webp", 24), ("png", 24),
 ])
 def test_a_phone_photo_gives_both_faces_by_name(make_client, kind: str, megapixels: int) -> None:
-    client = make_client(upload_limit_bytes=64 * 2**20)  # a fast-compressed 24 MP PNG is over the default
+    # A fast-compressed 24 MP PNG is over the default upload limit, and 24 MP over the default full-decode limit.
+    client = make_client(upload_limit_bytes=64 * 2**20, max_full_decode_pixels=25_000_000)
     assert enroll(client, "obama", "obama.jpg").status_code == 201
     assert enroll(client, "biden", "biden.jpg").status_code == 201
     response = client.post("/recognize", data={"image": upload(phone_format(kind, megapixels), f"photo.{kind}")})
@@ -62,3 +63,9 @@ def test_past_the_full_decode_limit_413_says_what_to_send(make_client, kind: str
     assert response.json["error"]["code"] == "image_too_large"
     message = response.json["error"]["message"]
     assert "10000000 pixels" in message and "send it as a JPEG" in message
+
+
+def test_a_24_mp_heic_at_the_default_limits_is_413_and_says_what_to_send(client) -> None:
+    response = client.post("/recognize", data={"image": upload(phone_format("heic", 24), "photo.heic")})
+    assert response.status_code == 413 and response.json["error"]["code"] == "image_too_large"
+    assert "6000x4000" in response.json["error"]["message"] and "send it as a JPEG" in response.json["error"]["message"]

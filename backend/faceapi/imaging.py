@@ -42,6 +42,7 @@ LARGE_IMAGE_PIXELS = 4_000_000
 
 # Pillow reads HEIC/HEIF headers (size, orientation) through pillow-heif; `_decode_heif` decodes the pixels.
 pillow_heif.register_heif_opener()
+pillow_heif.options.DECODE_THREADS = 1
 # The formats Pillow names that libjpeg decodes reduced: an MPO is a JPEG with more pictures after its
 # first (a phone's Ultra HDR gain map, a camera's large preview), which only the first is read of.
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -148,7 +149,8 @@ def _check_size(image: Image.Image, max_pixels: int, max_full_decode_pixels: int
             and width * height > max_full_decode_pixels:
         raise ImageTooLarge(
             f"the image has {width}x{height} pixels; {image.format} photos are decoded at full size, so they are "
-            f"taken up to {max_full_decode_pixels} pixels (JPEG up to {max_pixels}): send it as a JPEG, or smaller")
+            f"taken up to {max_full_decode_pixels} pixels (JPEG up to {max_pixels}): send it as a JPEG (an iPhone "
+            "writes JPEG under Settings > Camera > Formats > Most Compatible), or smaller")
 
 
 def _decode_opened(image: Image.Image, data: bytes, *, max_side_px: int | Callable[[Header], int]) -> DecodedImage:
