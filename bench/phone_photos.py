@@ -68,7 +68,7 @@ def main() -> None:
                     start = time.perf_counter()
                     response = client.post("/recognize", data={"image": upload(data, f"photo.{kind}")})
                     times.append((time.perf_counter() - start) * 1000)
-                names = sorted((face["name"] or "unknown" for face in response.json.get("faces", [])))
+                names = sorted(face["name"] or "unknown" for face in response.json.get("faces", []))
                 print(f"| {kind} {megapixels} MP | {len(data):,} | {response.status_code} | {len(names)} "
                       f"({', '.join(names)}) | {decode:.0f} | {statistics.median(times):.0f} | "
                       f"{group.peak_mb():.0f} |", flush=True)
