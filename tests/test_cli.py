@@ -3,10 +3,13 @@ without duplicates, with an API key; export and import."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import pathlib
+import socket
 import subprocess
 import sys
+import threading
 
 from tests.photos import png_bytes
 from tests.servers import FACES
@@ -107,3 +110,35 @@ def test_every_command_works_in_a_collection(gunicorn_factory, tmp_path: pathlib
     assert server.client().request("GET", "/collections", headers=admin).json["collections"] == [
         {"name": "class-3a", "person_count": 5, "face_count": 9},
         {"name": "class-3b", "person_count": 5, "face_count": 9}]
+
+
+class _DroppingHandler(http.server.BaseHTTPRequestHandler):
+    """Promises a large export, sends a little of it, then drops the connection."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b'{"format": "faceapi-export", "people": [')
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_export_cut_off_keeps_the_previous_file_and_says_why(tmp_path: pathlib.Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        previous = tmp_path / "faces.json"
+        previous.write_text('{"an": "earlier export"}')
+        result = _run("export", str(previous), "--url", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 2 and "dropped" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert previous.read_text() == '{"an": "earlier export"}'
+    assert [path.name for path in tmp_path.iterdir()] == ["faces.json"]  # no partial file left

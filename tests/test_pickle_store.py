@@ -318,3 +318,18 @@ def test_a_write_that_finds_an_older_file_upgrades_it_without_waiting_for_itself
     assert writer.exitcode == 0
     assert [(p.name, p.face_count) for p in PickleStore(path, model).people()] == [
         ("Barack Obama", 2), ("Joe Biden", 2)]
+
+
+def test_transfer_reads_an_older_file_without_upgrading_it(tmp_path: pathlib.Path, pipeline) -> None:
+    """A copy's source may still be served by the older version: it is read as it is, not upgraded in place."""
+    from faceapi.transfer import transfer
+
+    source = tmp_path / "old.pkl"
+    old_bytes = _old_format_bytes(pipeline, 2)
+    source.write_bytes(old_bytes)
+    assert transfer(str(source), str(tmp_path / "copy" / "new.pkl")) == (3, 3)
+    assert source.read_bytes() == old_bytes
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy", "old.pkl"]  # no .bak, journal or matrix
+    assert [(p.name, p.face_count) for p in PickleStore(tmp_path / "copy" / "new.pkl",
+                                                         pipeline.engine.model_id).people()] == [
+        ("Barack Obama", 2), ("Joe Biden", 1)]

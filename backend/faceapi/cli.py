@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import pathlib
@@ -26,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm import tqdm
@@ -86,10 +88,19 @@ class Service:
         return self._call("POST", "/enroll", body, f"multipart/form-data; boundary={boundary}")
 
     def export(self, destination: pathlib.Path) -> None:
+        """Save the export as ``destination``, which is replaced only once the whole file has arrived."""
         request = urllib.request.Request(self.url + "/export", headers=self.headers)
-        with self._open(request) as response, open(destination, "wb") as out:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
+        partial = destination.with_name(f".{destination.name}.partial")
+        try:
+            with self._open(request) as response, open(partial, "wb") as out, self._reading():
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                if response.length:  # fewer bytes than Content-Length said: http.client returns them quietly
+                    raise http.client.IncompleteRead(b"", response.length)
+            os.replace(partial, destination)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
 
     def import_file(self, source: pathlib.Path, mode: str) -> dict[str, Any]:
         with open(source, "rb") as data:
@@ -101,8 +112,17 @@ class Service:
               content_type: str | None = None) -> dict[str, Any]:
         headers = {**self.headers, **({"Content-Type": content_type} if content_type else {})}
         request = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
-        with self._open(request) as response:
+        with self._open(request) as response, self._reading():
             return json.load(response)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A connection that drops while an answer is read is a `ServiceError`, not a traceback."""
+        try:
+            yield
+        except (http.client.HTTPException, OSError) as error:
+            raise ServiceError(f"the connection to {self.url} dropped before the whole answer arrived "
+                               f"({type(error).__name__})") from None
 
     def _open(self, request: urllib.request.Request) -> Any:
         try:

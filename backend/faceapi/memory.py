@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import hashlib
 import logging
 import os
 import tempfile
@@ -64,17 +65,21 @@ def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = MMAP_THRESHOLD_B
 
 
 @contextlib.contextmanager
-def host_wide_turn(large: bool) -> Iterator[None]:
+def host_wide_turn(large: bool, service: str) -> Iterator[None]:
     """An analysis's turn on this host, across every process of the service: a large one runs alone.
 
     A large analysis (a CNN detection, or a photo decoded at more than a few million pixels for a
-    fine scan) holds about 60-90 MB while it runs; beside two others it would not fit a 256 MB
+    fine scan) holds about 60-120 MB while it runs; beside two others it would not fit a 256 MB
     instance (tests/test_memory_fit.py). So the small ones share the turn (``flock`` shared) and a
     large one takes it alone (exclusive). A gate taken first, and held while a large one waits,
     keeps a stream of small ones from starving it. Each call opens the lock files itself, so that
     ``flock`` excludes between processes and between threads alike.
+
+    :param service: what names the service on the host: its processes share one turn, another
+        service's have their own (`turn_lock_paths`).
     """
-    with open(_GATE_PATH, "a") as gate, open(_TURN_PATH, "a") as turn:
+    gate_path, turn_path = turn_lock_paths(service)
+    with open(gate_path, "a") as gate, open(turn_path, "a") as turn:
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
             fcntl.flock(turn, fcntl.LOCK_EX if large else fcntl.LOCK_SH)
@@ -86,6 +91,11 @@ def host_wide_turn(large: bool) -> Iterator[None]:
             fcntl.flock(turn, fcntl.LOCK_UN)
 
 
+def turn_lock_paths(service: str) -> tuple[str, str]:
+    """The gate and turn lock files of ``service`` (the store's location, as `Settings.store_location` gives
+    it): ``<shm>/faceapi-<uid>-<16 hex digits of its SHA-256>-{gate,turn}.lock``. README says how to find them."""
+    key = f"{os.getuid()}-{hashlib.sha256(service.encode()).hexdigest()[:16]}"
+    return (os.path.join(_LOCK_DIR, f"faceapi-{key}-gate.lock"), os.path.join(_LOCK_DIR, f"faceapi-{key}-turn.lock"))
+
+
 _LOCK_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-_GATE_PATH = os.path.join(_LOCK_DIR, f"faceapi-gate-{os.getuid()}.lock")
-_TURN_PATH = os.path.join(_LOCK_DIR, f"faceapi-turn-{os.getuid()}.lock")

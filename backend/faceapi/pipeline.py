@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import threading
 from collections.abc import Callable
 
@@ -98,6 +99,9 @@ class Pipeline:
         self.settings = settings
         self.detect = detect_options(settings)
         self.image_slots = image_slots or threading.BoundedSemaphore(settings.max_concurrent_images)
+        # The host-wide turn is this service's: its store's location names it (a pickle path made absolute).
+        location = settings.store_location
+        self.service = location if settings.database_url else os.path.abspath(location)
 
     def find_faces(self, data: bytes, min_face_px: int | None = None, *, detector: str | None = None,
                    max_faces: int | None = None, encode: bool = True, landmarks: bool = False) -> Analysis:
@@ -153,7 +157,7 @@ class Pipeline:
                 host (alone if it is large: a CNN detection, or a decode holding over `LARGE_IMAGE_PIXELS`)."""
                 side = self.decode_side(header.width, header.height, min_face_px, detector)
                 large = detector == "cnn" or header.pixels_held(side) > LARGE_IMAGE_PIXELS
-                turn.enter_context(host_wide_turn(large=large))
+                turn.enter_context(host_wide_turn(large=large, service=self.service))
                 return side
 
             image = decode_image(data, max_side_px=decode_side, max_pixels=settings.max_image_pixels,

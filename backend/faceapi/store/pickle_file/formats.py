@@ -61,6 +61,15 @@ def parsed(raw: bytes, where: pathlib.Path, model_id: str) -> Data:
     return data
 
 
+def stored_format(path: pathlib.Path) -> int | None:
+    """The format number of the snapshot file at ``path``; None if it is not a store file."""
+    try:
+        data = unpickled(path.read_bytes(), path)
+    except (OSError, StoreError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
 def old_format_records(data: Data, where: pathlib.Path) -> dict[str, list[FaceRecord]]:
     """Every face of a format 1-3 file, by collection."""
     if data["format"] < 3:
