@@ -204,3 +204,44 @@ def test_readers_apply_enrollments_and_read_whole_after_other_changes(pg_url: st
     assert reader.gallery().names == ("Ada",)
     writer.close()
     reader.close()
+
+
+# What the code before migration 5 sent for each write (a rolling deploy keeps it running beside new readers):
+# it set no `faces.added`, and bumped the collection's version without marking a reload.
+_OLD_BUMP = "UPDATE collections SET version = version + 1, faces = faces + %s WHERE id = %s"
+
+
+def _old_code(pg_url: str, statements: list[tuple[str, tuple]]) -> None:
+    """Run ``statements`` in one transaction as the old code's connections did (no writer option)."""
+    with psycopg.connect(pg_url) as conn, conn.transaction():
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
+def test_old_and_new_instances_agree_during_a_rolling_deploy(pg_url: str) -> None:
+    """An enrollment, a removal and a rename made by the old code are seen by a new reader holding a gallery,
+    without a restart (issue 28, defect 7)."""
+    writer, reader = PostgresStore(pg_url, MODEL), PostgresStore(pg_url, MODEL)
+    writer.add_faces("ada", random_encodings(1, 1))
+    writer.add_faces("bob", random_encodings(1, 2))
+    assert sorted(reader.gallery().names) == ["ada", "bob"]
+    with psycopg.connect(pg_url) as conn:
+        collection_id = conn.execute("SELECT id FROM collections WHERE name = 'default'").fetchone()[0]
+        ada = conn.execute("SELECT id FROM people WHERE name = 'ada'").fetchone()[0]
+    encoding = random_encodings(1, 3)[0].astype("<f4").tobytes()
+    _old_code(pg_url, [
+        ("INSERT INTO faces (id, collection_id, person_id, model, encoding, created_at, external_id) "
+         "VALUES (%s, %s, %s, %s, %s, now(), NULL)", ("f" * 32, collection_id, ada, MODEL, encoding)),
+        (_OLD_BUMP, (1, collection_id))])
+    assert sorted(reader.gallery().names) == ["ada", "ada", "bob"]  # the old instance's enrollment
+    _old_code(pg_url, [("DELETE FROM people WHERE name = 'bob'", ()), (_OLD_BUMP, (-1, collection_id))])
+    assert sorted(reader.gallery().names) == ["ada", "ada"]  # the person the old instance deleted is gone
+    _old_code(pg_url, [("UPDATE people SET name = 'Ada' WHERE id = %s", (ada,)), (_OLD_BUMP, (0, collection_id))])
+    assert reader.gallery().names == ("Ada", "Ada")  # and renamed
+    held = reader._galleries["default"]
+    writer.add_faces("cy", random_encodings(1, 4))  # the new code's own writes are still applied, not read whole
+    assert sorted(reader.gallery().names) == ["Ada", "Ada", "cy"] and reader._galleries["default"] is held
+    writer.remove_person("cy")
+    assert reader.gallery().names == ("Ada", "Ada")
+    writer.close()
+    reader.close()

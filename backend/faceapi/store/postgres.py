@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from psycopg_pool import PoolTimeout
 
@@ -124,7 +125,34 @@ _MIGRATIONS = [
     ALTER TABLE collections ADD COLUMN reloaded bigint NOT NULL DEFAULT 0;
     CREATE INDEX faces_added ON faces (collection_id, added);
     """,
+    # 6: a rolling deploy keeps instances of the code before migration 5 writing beside new readers. Their
+    # inserts set no `added`, and their removals and renames mark no `reloaded`; so the database does it for
+    # any writer that does not say it keeps both (`_WRITER_OPTION`): an insert is added by the version the
+    # writer is about to commit (the collection row locked first, as `_next_version` does), and a removal, a
+    # rename or a move of faces makes readers read the collection whole.
+    """
+    CREATE FUNCTION faceapi_add_by_version() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        SELECT version + 1 INTO NEW.added FROM collections WHERE id = NEW.collection_id FOR UPDATE;
+        RETURN NEW;
+    END $$;
+    CREATE FUNCTION faceapi_read_whole() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE collections SET reloaded = GREATEST(reloaded, version + 1) WHERE id = OLD.collection_id;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER faces_added_by_unversioned_writer BEFORE INSERT ON faces FOR EACH ROW
+        WHEN (NEW.added = 0) EXECUTE FUNCTION faceapi_add_by_version();
+    CREATE TRIGGER faces_changed_by_unversioned_writer AFTER DELETE OR UPDATE OF person_id ON faces FOR EACH ROW
+        WHEN (current_setting('faceapi.writer', true) IS DISTINCT FROM 'versioned')
+        EXECUTE FUNCTION faceapi_read_whole();
+    CREATE TRIGGER people_renamed_by_unversioned_writer AFTER UPDATE OF name ON people FOR EACH ROW
+        WHEN (current_setting('faceapi.writer', true) IS DISTINCT FROM 'versioned')
+        EXECUTE FUNCTION faceapi_read_whole();
+    """,
 ]
+# Every connection of this code says it keeps `faces.added` and `collections.reloaded` itself (migration 6).
+_WRITER_OPTION = "-c faceapi.writer=versioned"
 _MIGRATION_LOCK = 7_431_902_155  # pg_advisory_xact_lock key: one migrator at a time
 PGVECTOR_MODES = ("auto", "on", "off")
 # HNSW's candidate list per search (pgvector's default is 40): larger is closer to exact, and slower.
@@ -412,7 +440,8 @@ class PostgresStore:
                     max_size=self._pool_size,
                     open=False,
                     check=ConnectionPool.check_connection,
-                    kwargs={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "faceapi"},
+                    kwargs={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "faceapi",
+                            "options": _with_writer_option(self._dsn)},
                     # The pool's background reconnection backs off exponentially for this long; after it
                     # gives up, each request that finds no connection starts a fresh attempt at once, so
                     # the service is back within a request of the database coming back.
@@ -526,6 +555,12 @@ def _read_faces(cur: psycopg.Cursor, held: _HeldGallery, model_id: str, version:
         while batch := rows.fetchmany(_GALLERY_BATCH):
             held.append([name for name, _ in batch], stored_matrix(b"".join(blob for _, blob in batch)))
     held.close_at(version)
+
+
+def _with_writer_option(dsn: str) -> str:
+    """The connection's ``options``: the DSN's own, if any, and `_WRITER_OPTION`."""
+    given = conninfo_to_dict(dsn).get("options")
+    return f"{given} {_WRITER_OPTION}" if given else _WRITER_OPTION
 
 
 def _vector_text(encoding: np.ndarray) -> str:
