@@ -26,26 +26,31 @@ def test_worker_killed_mid_request(gunicorn_factory) -> None:
     client = server.client()
     assert enroll(client, "obama", "obama.jpg").status_code == 201
     victims = sorted(server.worker_pids())
-    stop = threading.Event()
+    killed = threading.Event()
+    answered = threading.Semaphore(0)  # one release per answer
 
-    def traffic() -> list[int]:
-        statuses = []
-        while not stop.is_set():
+    def traffic() -> list[tuple[bool, int]]:
+        """(after the kill, status) of each request, until 3 requests after the kill were answered."""
+        statuses: list[tuple[bool, int]] = []
+        while sum(after for after, _ in statuses) < 3:
+            after = killed.is_set()
             try:
                 form = {"image": upload(test_images("obama3.jpg"))}
-                statuses.append(server.client().post("/recognize", form).status_code)
+                statuses.append((after, server.client().post("/recognize", form).status_code))
             except OSError:  # the killed worker's connection
-                statuses.append(-1)
+                statuses.append((after, -1))
+            answered.release()
         return statuses
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(traffic) for _ in range(4)]
-        time.sleep(1.0)
+        for _ in range(8):  # traffic is flowing on both workers' threads before the kill
+            assert answered.acquire(timeout=120)
         os.kill(victims[0], signal.SIGKILL)
-        time.sleep(2.0)
-        stop.set()
-        statuses = [status for future in futures for status in future.result()]
+        killed.set()
+        statuses = [status for future in futures for _, status in future.result()]
     assert statuses.count(200) >= len(statuses) - 4  # only requests on the killed worker may be lost
+    assert [future.result()[-1][1] for future in futures] == [200] * 4  # each thread's last, after the kill
     deadline = time.monotonic() + 30
     while len(server.worker_pids()) < 2:
         assert time.monotonic() < deadline, "gunicorn did not replace the worker"

@@ -23,8 +23,9 @@ def test_trickling_clients_neither_stall_the_service_nor_store_anything(gunicorn
     with attack(server.port, photo, connections=64, path="/enroll") as (trickle, prober):
         time.sleep(9)  # through the timeout, so probes run before and after the cut
     assert not prober.failures, prober.failures
-    assert len(prober.health) >= 5 and max(prober.health) < 1.0, prober.health
-    assert len(prober.recognize) >= 5 and max(prober.recognize) < 3.0, prober.recognize
+    # Stalled, a probe would wait for the 6 s timeout to cut the trickles; how fast it answers is bench/'s.
+    assert len(prober.health) >= 3 and max(prober.health) < 5.0, prober.health
+    assert len(prober.recognize) >= 3 and max(prober.recognize) < 5.0, prober.recognize
     assert trickle.closed_by_server == 64 and len(trickle.answers) == 64
     for answer in trickle.answers:
         head, _, body = answer.partition(b"\r\n\r\n")
@@ -50,6 +51,16 @@ def _raw_exchange(port: int, request: bytes, *, pause_after: int | None = None) 
         return received
 
 
+def _read_head(sock: socket.socket) -> bytes:
+    """Bytes up to the end of the next response head, however TCP splits them."""
+    received = b""
+    while not received.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        assert byte, f"the connection closed after {received!r}"
+        received += byte
+    return received
+
+
 def test_requests_in_pieces_chunked_pipelined_and_with_expect(gunicorn_factory) -> None:
     server = gunicorn_factory(WEB_CONCURRENCY="1")
     client = server.client()
@@ -65,9 +76,9 @@ def test_requests_in_pieces_chunked_pipelined_and_with_expect(gunicorn_factory) 
     # Expect: 100-continue gets its interim answer while the body is still to come.
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(head + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
-        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        assert _read_head(sock) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
-        answer = sock.recv(65536)
+        answer = _read_head(sock)
         assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"100 Continue") == 0, answer[:300]
 
     # Chunked, with a break inside a chunk, then a second request pipelined behind it on the same connection.

@@ -159,6 +159,9 @@ PGVECTOR_MODES = ("auto", "on", "off")
 # Measured at a million faces (bench/pgvector_scale.py, docs/BENCHMARKS.md): 400 keeps one face's search
 # under 50 ms (p50 43 ms) with the best recall that allows (0.75 on HNSW's hardest data, against 0.50 at 100).
 _EF_SEARCH = 400
+# The HNSW graph of a new index: pgvector's defaults (an index made before, or by an administrator, is kept).
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
 # Faces fetched per query to find `count` distinct people (a person may own several of the nearest).
 _FACES_PER_PERSON = 4
 # Up to this many faces in a collection, a search is exact: measured (bench/pgvector_scale.py), an exact
@@ -484,7 +487,8 @@ def enable_vector(conn: psycopg.Connection, mode: str) -> bool:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             conn.execute("ALTER TABLE faces ADD COLUMN IF NOT EXISTS embedding vector(128)")
-            conn.execute("CREATE INDEX IF NOT EXISTS faces_embedding ON faces USING hnsw (embedding vector_l2_ops)")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS faces_embedding ON faces USING hnsw (embedding vector_l2_ops) "
+                         f"WITH (m = {HNSW_M:d}, ef_construction = {HNSW_EF_CONSTRUCTION:d})")
             _fill_embeddings(conn)
     except psycopg.errors.InsufficientPrivilege as exc:
         return _without_vector(mode, f"the database refused the vector extension: {_first_line(exc)}")
