@@ -115,3 +115,18 @@ def test_a_large_collection_is_searched_through_the_index(pgvector_url: str) -> 
     hits = sum(candidates[0].name == f"person {i}" for i, candidates in enumerate(found))
     assert hits >= 45, hits
     store.close()
+
+
+@pytest.mark.parametrize("exact_search_faces", [10_000, 10], ids=["exact", "index"])
+def test_top_k_gives_k_people_when_one_owns_the_nearest_faces(pgvector_url: str, exact_search_faces: int) -> None:
+    """A person with many faces near the query does not squeeze the others out (issue 28, defect 8)."""
+    store = PostgresStore(pgvector_url, "m", exact_search_faces=exact_search_faces)
+    query = random_encodings(1, 7)[0]
+    crowd = query + random_encodings(12, 8) * 0.01  # 12 faces of one person, all nearer than anyone else
+    store.add_faces("crowd", crowd)
+    store.add_faces("other", (query + random_encodings(1, 9) * 0.05))
+    store.add_faces("far", random_encodings(5, 10))
+    found = store.nearest(query[None, :], 2)[0]
+    assert [candidate.name for candidate in found] == ["crowd", "other"]
+    assert found == nearest_people(store.gallery(), query[None, :], 2)[0]  # as the numpy path finds them
+    store.close()

@@ -330,24 +330,32 @@ class PostgresStore:
         queries = np.asarray(encodings, dtype=np.float64).reshape(-1, ENCODING_WIDTH)
         if len(queries) == 0:
             return []
+        found: list[dict[str, float]] = [{} for _ in queries]
         with self._transaction() as cur:
             row = cur.execute("SELECT id, faces FROM collections WHERE name = %s", (collection,)).fetchone()
             if row is None:
                 return [[] for _ in queries]
-            exact = row[1] <= self._exact_search_faces
+            collection_id, faces = row
+            exact = faces <= self._exact_search_faces
             if not exact:
                 # Iterative scans keep searching when other collections' faces fill the first candidates.
                 cur.execute(f"SET LOCAL hnsw.ef_search = {_EF_SEARCH:d}; "
                             "SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = cur.execute(_EXACT_NEAREST if exact else _INDEXED_NEAREST, {
-                "queries": [_vector_text(query) for query in queries], "collection_id": row[0],
-                "model": self._model_id, "window": count * _FACES_PER_PERSON}).fetchall()
-        found: list[dict[str, float]] = [{} for _ in queries]
-        for index, name, blob in rows:
-            query = queries[index - 1]
-            distance = float(np.linalg.norm(stored_matrix(blob)[0].astype(np.float64) - query))
-            best = found[index - 1]
-            best[name] = min(distance, best.get(name, distance))
+            window, asked = count * _FACES_PER_PERSON, list(range(len(queries)))
+            while asked:
+                rows = cur.execute(_EXACT_NEAREST if exact else _INDEXED_NEAREST, {
+                    "queries": [_vector_text(queries[i]) for i in asked], "collection_id": collection_id,
+                    "model": self._model_id, "window": window}).fetchall()
+                fetched = dict.fromkeys(asked, 0)
+                for index, name, blob in rows:
+                    query = asked[index - 1]
+                    distance = float(np.linalg.norm(stored_matrix(blob)[0].astype(np.float64) - queries[query]))
+                    best = found[query]
+                    best[name] = min(distance, best.get(name, distance))
+                    fetched[query] += 1
+                # A person may own many of the nearest faces: ask again, wider, until `count` people or every face.
+                asked = [query for query in asked if len(found[query]) < count and fetched[query] == window < faces]
+                window *= 4
         return [[Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])][:count]
                 for best in found]
 
