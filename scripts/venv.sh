@@ -17,9 +17,11 @@ ensure_venv() {  # ensure_venv REQUIREMENTS_FILE [EXTRA_PIP_ARGS...]
     local want
     want="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "==> installing $(basename "$requirements") (prebuilt wheels; no compiler needed)"
-        # From the root: requirements.txt installs this project with "-e .".
-        (cd "$ROOT" && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" "$@")
+        echo "==> installing $(basename "$requirements") into $VENV (prebuilt wheels, no compiler: a minute or two)"
+        # From the root: requirements.txt installs this project with "-e .". pip shows each package as it
+        # comes; only its notes on index locations it cannot use are left out.
+        (cd "$ROOT" && "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar on \
+            -r "$requirements" "$@" 2>&1 | { grep -v "^WARNING: Location .* is ignored" || true; })
         echo "$want" > "$stamp"
     fi
 }
