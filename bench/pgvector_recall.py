@@ -1,10 +1,10 @@
 """Does an enrolled face find its person in pgvector, at gallery sizes above exact search?
 
 Usage: .venv/bin/python bench/pgvector_recall.py [--faces 150000] [--url $TEST_PGVECTOR_URL]
-                                                 [--m 16] [--ef-construction 64] [--window 4]
+                                                 [--m 16] [--ef-construction 64] [--shape lfw|gaussian]
 
-Faces are enrolled as the API enrolls them, 100 a call through `PostgresStore.add_faces`, so the HNSW
-graph grows insert by insert (not built once after a bulk load). The gallery is shaped like real
+Faces are enrolled as the API enrolls them, a person a call through `PostgresStore.add_faces`, so the
+HNSW graph grows insert by insert (not built once after a bulk load). The gallery is shaped like real
 encodings: each made-up person is a real LFW encoding (../shared/lfw/encodings.npz) moved by about 0.7
 in a random direction, so people lie as far apart as strangers do, and each of their three faces lies
 about 0.4 from it. Then, for the first faces enrolled and the last, two questions to `nearest`:
@@ -46,23 +46,24 @@ def main() -> None:
     parser.add_argument("--m", type=int, default=postgres.HNSW_M)
     parser.add_argument("--ef-construction", type=int, default=postgres.HNSW_EF_CONSTRUCTION)
     parser.add_argument("--probes", type=int, default=200, help="faces asked about, first and last enrolled each")
+    parser.add_argument("--shape", choices=("lfw", "gaussian"), default="lfw",
+                        help="people from real encodings, or Gaussian made-up ones (HNSW's hardest case)")
     args = parser.parse_args()
     postgres.HNSW_M, postgres.HNSW_EF_CONSTRUCTION = args.m, args.ef_construction
     rng = np.random.default_rng(7)
-    people = made_up_people(args.faces // FACES_PER_PERSON, rng)
+    count = args.faces // FACES_PER_PERSON
+    people = made_up_people(count, rng) if args.shape == "lfw" else rng.normal(0, 1 / np.sqrt(128), (count, 128))
     faces = np.repeat(people, FACES_PER_PERSON, axis=0) + rng.normal(0, 0.4 / np.sqrt(128), (len(people) * 3, 128))
     names = [f"p{i}" for i in range(len(people)) for _ in range(FACES_PER_PERSON)]
     with throwaway_store(args.url) as url:
         store = PostgresStore(url, MODEL, pgvector="on")
         start = time.perf_counter()
-        for first in range(0, len(faces), 100):  # one call per person run of 100 faces, as enroll-dir sends them
-            batch = slice(first, first + 100)
-            for name in dict.fromkeys(names[batch]):
-                rows = [i for i in range(batch.start, min(batch.stop, len(faces))) if names[i] == name]
-                store.add_faces(name, faces[rows])
+        for person in range(len(people)):  # a call per person, as enroll-dir sends a person's photos
+            first = person * FACES_PER_PERSON
+            store.add_faces(names[first], faces[first:first + FACES_PER_PERSON])
         load_s = time.perf_counter() - start
-        print(f"m={args.m} ef_construction={args.ef_construction} window={postgres._FACES_PER_PERSON}/person "
-              f"ef_search={postgres._EF_SEARCH}: {len(faces)} faces enrolled in {load_s:.0f} s")
+        print(f"{args.shape}: m={args.m} ef_construction={args.ef_construction} ef_search={postgres._EF_SEARCH}: "
+              f"{len(faces)} faces enrolled in {load_s:.0f} s")
         for label, rows in (("first enrolled", range(args.probes)),
                             ("last enrolled", range(len(faces) - args.probes, len(faces)))):
             rows = list(rows)
