@@ -113,21 +113,24 @@ def phone_format(kind: str, megapixels: int = 12) -> bytes:
 
     ``kind``: ``ultra_hdr`` (a JPEG with a second, smaller picture in an MPF segment, as Android's Ultra HDR
     gain map and many cameras' large previews), ``ultra_hdr_sideways`` (the same, stored turned with EXIF
-    orientation 6, as a phone held upright stores it), ``heic``, ``avif``, ``webp``, ``png`` or ``jpeg``.
+    orientation 6, as a phone held upright stores it), ``heic`` (a grid of 512 px tiles, as an iPhone writes
+    it), ``heic_sideways`` (the same, turned), ``heic_one_picture`` (no tiles, as some converters write it),
+    ``avif``, ``webp``, ``png`` or ``jpeg``.
     """
     import pillow_heif  # the test's own encoder; the service decodes with it too
 
     photo = _two_people(megapixels)
     buffer = io.BytesIO()
+    exif = Image.Exif()
+    if kind.endswith("_sideways"):
+        photo = photo.transpose(Image.Transpose.ROTATE_90)  # shown upright after orientation 6
+        exif[ExifTags.Base.Orientation] = 6
     if kind in ("ultra_hdr", "ultra_hdr_sideways"):
-        exif = Image.Exif()
-        if kind == "ultra_hdr_sideways":
-            photo = photo.transpose(Image.Transpose.ROTATE_90)  # shown upright after orientation 6
-            exif[ExifTags.Base.Orientation] = 6
         gain_map = photo.resize((photo.width // 4, photo.height // 4))
         photo.save(buffer, "MPO", save_all=True, append_images=[gain_map], quality=85, exif=exif)
-    elif kind == "heic":
-        pillow_heif.from_pillow(photo).save(buffer, format="HEIF", quality=50)
+    elif kind in ("heic", "heic_sideways", "heic_one_picture"):  # pillow-heif stores orientation 6 as a turn
+        pillow_heif.from_pillow(photo).save(buffer, format="HEIF", quality=50, exif=exif.tobytes(),
+                                            tile_size=0 if kind == "heic_one_picture" else 512)
     elif kind == "png":
         photo.save(buffer, "PNG", compress_level=1)
     else:

@@ -21,7 +21,8 @@ def test_two_workers_fit_256_mb_under_12_mp_load(tmp_path: pathlib.Path) -> None
     photo = phone_photo()
     group_photo = class_photo(80)
     # Every format at the largest size a phone sends it (phones write PNG for screenshots, not photos).
-    phone_mix = [("heic", 16), ("avif", 16), ("webp", 16), ("png", 4), ("ultra_hdr_sideways", 12), ("ultra_hdr", 48)]
+    phone_mix = [("heic", 24), ("heic_sideways", 12), ("avif", 16), ("webp", 16), ("png", 4),
+                 ("ultra_hdr_sideways", 12), ("ultra_hdr", 48)]
     phone_photos = [(kind, phone_format(kind, megapixels)) for kind, megapixels in phone_mix]
     env = {"WEB_CONCURRENCY": "2", "FACEAPI_STORE_PATH": str(tmp_path / "faces.pkl")}
     with memory_cgroup(256 * 2**20) as group:

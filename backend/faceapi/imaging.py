@@ -33,6 +33,8 @@ from PIL import Image
 from PIL import ImageOps
 from PIL import UnidentifiedImageError
 
+from faceapi import heif
+
 # How far over ``max_side_px`` a decoded image may be and still be used without shrinking.
 KEEP_OVER_BOUND = 1.3
 # A photo of more pixels than this is large: decoded at full size, it goes through `_decode_whole_jpeg`,
@@ -46,6 +48,9 @@ pillow_heif.options.DECODE_THREADS = 1
 # The formats Pillow names that libjpeg decodes reduced: an MPO is a JPEG with more pictures after its
 # first (a phone's Ultra HDR gain map, a camera's large preview), which only the first is read of.
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Formats decoded a part at a time, so taken up to FACEAPI_MAX_IMAGE_PIXELS: a HEIC that is one
+# picture, not tiles, is decoded whole and held to the full-decode limit when that is known (`_decode_heif`).
+_DECODED_IN_PARTS = _JPEG_FORMATS | {"HEIF"}
 SUPPORTED_FORMATS = "JPEG, HEIC, AVIF, WebP, PNG, GIF, BMP or TIFF"
 
 
@@ -125,6 +130,8 @@ def decode_image(
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
                 _check_size(image, max_pixels, max_full_decode_pixels)
+                if image.format == "HEIF":
+                    return _decode_heif(data, image.size, max_side_px, max_pixels, max_full_decode_pixels)
                 return _decode_opened(image, data, max_side_px=max_side_px)
     except (ImageTooLarge, UnreadableImage):
         raise
@@ -145,12 +152,18 @@ def _check_size(image: Image.Image, max_pixels: int, max_full_decode_pixels: int
         raise UnreadableImage("the image has no pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(f"the image has {width}x{height} pixels; the limit is {max_pixels} pixels")
-    if image.format not in _JPEG_FORMATS and max_full_decode_pixels is not None \
-            and width * height > max_full_decode_pixels:
+    if image.format not in _DECODED_IN_PARTS:
+        _check_whole_decode(image.format, width, height, max_pixels, max_full_decode_pixels)
+
+
+def _check_whole_decode(kind: str | None, width: int, height: int, max_pixels: int,
+                        max_full_decode_pixels: int | None) -> None:
+    """Refuse a photo that must be decoded whole (3-5 bytes a pixel) and is larger than that limit allows."""
+    if max_full_decode_pixels is not None and width * height > max_full_decode_pixels:
         raise ImageTooLarge(
-            f"the image has {width}x{height} pixels; {image.format} photos are decoded at full size, so they are "
-            f"taken up to {max_full_decode_pixels} pixels (JPEG up to {max_pixels}): send it as a JPEG (an iPhone "
-            "writes JPEG under Settings > Camera > Formats > Most Compatible), or smaller")
+            f"the image has {width}x{height} pixels; {kind} photos like this one are decoded at full size, so they "
+            f"are taken up to {max_full_decode_pixels} pixels (JPEG up to {max_pixels}): send it as a JPEG (an "
+            "iPhone writes JPEG under Settings > Camera > Formats > Most Compatible), or smaller")
 
 
 def _decode_opened(image: Image.Image, data: bytes, *, max_side_px: int | Callable[[Header], int]) -> DecodedImage:
@@ -160,8 +173,7 @@ def _decode_opened(image: Image.Image, data: bytes, *, max_side_px: int | Callab
         max_side_px = max_side_px(Header(width, height, reducible=jpeg))
     array_decoder = _ARRAY_DECODERS.get(image.format or "")
     if array_decoder is not None:
-        orientation = 1 if image.format == "HEIF" else _orientation(image)  # libheif turns HEIF itself
-        return _from_array(array_decoder(data), orientation, max_side_px)
+        return _from_array(array_decoder(data), _orientation(image), max_side_px)
     if jpeg and image.mode == "RGB" and max(width, height) <= 2 * max_side_px \
             and width * height > LARGE_IMAGE_PIXELS:
         return _decode_whole_jpeg(image, data, max_side_px)
@@ -208,14 +220,18 @@ def _decode_whole_jpeg(image: Image.Image, data: bytes, max_side_px: int) -> Dec
     return _from_array(pixels, _orientation(image), max_side_px)
 
 
-def _from_array(pixels: np.ndarray, orientation: int, max_side_px: int) -> DecodedImage:
-    """A decoder's whole ``(height, width, channels)`` array as upright RGB of at most ``max_side_px``: shrunk
-    first, so that only the small copy is turned."""
+def _from_array(pixels: np.ndarray, orientation: int, max_side_px: int,
+                full_size: tuple[int, int] | None = None) -> DecodedImage:
+    """A decoder's ``(height, width, channels)`` array as upright RGB of at most ``max_side_px``: shrunk
+    first, so that only the small copy is turned. ``full_size``: the photo's (width, height) when the
+    decoder already reduced it (upright), else the array's."""
     pixels = _rgb_array(pixels)
     height, width = pixels.shape[:2]
     if max(width, height) > max_side_px:
         pixels = shrunk(pixels, max_side_px / max(width, height))
     pixels = np.ascontiguousarray(_oriented(pixels, orientation))
+    if full_size is not None:
+        width, height = full_size
     upright_width, upright_height = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return DecodedImage(pixels=pixels, width=upright_width, height=upright_height,
                         scale=max(upright_width, upright_height) / max(pixels.shape[:2]))
@@ -233,9 +249,19 @@ def _rgb_array(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
-def _decode_heif(data: bytes) -> np.ndarray:
-    """The primary picture of a HEIC/HEIF file, turned as its container says (libheif applies it)."""
-    return np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=True))
+def _decode_heif(data: bytes, size: tuple[int, int], max_side_px: int | Callable[[Header], int], max_pixels: int,
+                 max_full_decode_pixels: int | None) -> DecodedImage:
+    """The primary picture of a HEIC/HEIF file, turned as its container says (libheif applies it): a row of
+    tiles at a time, reduced as it comes (`faceapi.heif`); decoded whole where that cannot be done."""
+    width, height = size
+    if callable(max_side_px):  # the turn is taken as for a whole decode: tiles are not known yet
+        max_side_px = max_side_px(Header(width, height, reducible=False))
+    try:
+        pixels, full_width, full_height = heif.decode_reduced(data, max_side_px, whole_limit=max_full_decode_pixels)
+    except heif.TilesUnavailable:
+        _check_whole_decode("HEIF", width, height, max_pixels, max_full_decode_pixels)
+        return _from_array(np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=True)), 1, max_side_px)
+    return _from_array(pixels, 1, max_side_px, full_size=(full_width, full_height))
 
 
 def _decode_avif(data: bytes) -> np.ndarray:
@@ -250,7 +276,7 @@ def _decode_webp(data: bytes) -> np.ndarray:
 
 # Formats decoded whole into one array by their own library; the rest go through Pillow.
 _ARRAY_DECODERS: dict[str, Callable[[bytes], np.ndarray]] = {
-    "HEIF": _decode_heif, "AVIF": _decode_avif, "WEBP": _decode_webp,
+    "AVIF": _decode_avif, "WEBP": _decode_webp,
 }
 
 
