@@ -30,8 +30,9 @@ from tests.photos import phone_format  # noqa: E402
 from tests.servers import GunicornServer  # noqa: E402
 from tests.servers import upload  # noqa: E402
 
-KINDS = [("jpeg", 12), ("ultra_hdr", 12), ("ultra_hdr_sideways", 12), ("heic", 12), ("avif", 12), ("webp", 12),
-         ("png", 12), ("jpeg", 48), ("ultra_hdr", 48), ("heic", 24), ("avif", 24), ("webp", 24), ("png", 24)]
+KINDS = [("jpeg", 12), ("ultra_hdr", 12), ("ultra_hdr_sideways", 12), ("heic", 12), ("heic_sideways", 12),
+         ("heic_one_picture", 12), ("avif", 12), ("webp", 12), ("png", 12), ("png", 4), ("jpeg", 48),
+         ("ultra_hdr", 48), ("heic", 24), ("heic", 48), ("avif", 16), ("webp", 16)]
 
 
 def decode_ms(pipeline: Pipeline, data: bytes, repeats: int) -> float:

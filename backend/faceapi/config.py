@@ -189,7 +189,7 @@ class Settings:
                                      "Largest image (width x height) accepted; a bigger one gets 413 before its pixels are decoded.",
                                      _positive)
     max_full_decode_pixels: int = _setting("FACEAPI_MAX_FULL_DECODE_PIXELS", 16_000_000, int, "int",
-                                           "Largest HEIC, AVIF, WebP, PNG, TIFF or GIF (width x height): unlike JPEG they are decoded at full size, 3 to 5 bytes a pixel (a 24 MP HEIC holds 111 MB), alone on the host above 4 million pixels. The default keeps two workers in 256 MB; 25000000 takes 24 MP photos, with 384 MB or more.",
+                                           "Largest AVIF, WebP, PNG, TIFF or GIF, or HEIC stored as one picture (width x height): unlike JPEG and a phone's tiled HEIC they are decoded at full size, 3 to 5 bytes a pixel (119 MB for a 24 MP AVIF), alone on the host above 4 million pixels. The default keeps two workers in 256 MB; 25000000 takes 24 MP ones, with 384 MB or more.",
                                            _positive)
     detector: str = _setting("FACEAPI_DETECTOR", "hog", str.lower, "detector",
                              "Face detector when a request gives no `detector`: `hog` (dlib's frontal HOG, fast) or `cnn` (dlib's CNN: also turned, tilted and partly hidden faces, at about 10 times the time).",
