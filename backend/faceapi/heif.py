@@ -73,13 +73,11 @@ def _libheif() -> ctypes.CDLL | None:
     return lib
 
 
-def decode_reduced(data: bytes, side: int, whole_limit: int | None = None) -> tuple[np.ndarray, int, int]:
+def decode_reduced(data: bytes, side: int) -> tuple[np.ndarray, int, int]:
     """The primary picture as displayed, averaged over the largest k x k blocks that keep its longest side at
     least ``side`` (k >= 1); with its full width and height.
 
-    :param whole_limit: largest picture of one tile (decoded whole: 3-5 bytes a pixel) to decode here.
-    :raises TilesUnavailable: no tile API here, it refuses this file, or the file is one picture over
-        ``whole_limit``.
+    :raises TilesUnavailable: no tile API here, it refuses this file, or the file is one picture (no tiles).
     """
     lib = _libheif()
     if lib is None:
@@ -94,8 +92,8 @@ def decode_reduced(data: bytes, side: int, whole_limit: int | None = None) -> tu
         width, height = tiling.image_width, tiling.image_height
         if not width or not height or tiling.number_of_extra_dimensions:
             raise TilesUnavailable("not a plain two-dimensional picture")
-        if tiling.num_columns * tiling.num_rows == 1 and whole_limit is not None and width * height > whole_limit:
-            raise TilesUnavailable("one picture, not tiles, over the limit of a whole decode")
+        if tiling.num_columns * tiling.num_rows == 1:  # decoded whole either way: pillow-heif does it leaner
+            raise TilesUnavailable("one picture, not tiles")
         block = max(1, max(width, height) // max(1, side))
         return _reduced_rows(lib, handle, tiling, block), width, height
     finally:
@@ -126,12 +124,22 @@ def _reduced_rows(lib: ctypes.CDLL, handle: ctypes.c_void_p, tiling: _Tiling, bl
         band = np.concatenate([carried, band]) if len(carried) else band
         whole = len(band) // block * block
         if whole:
-            blocks = band[:whole, :columns].reshape(whole // block, block, columns // block, block, 3)
-            sums = blocks.sum(axis=(1, 3), dtype=np.uint32)
-            reduced[done:done + whole // block] = (sums + block * block // 2) // (block * block)
+            reduced[done:done + whole // block] = _block_means(band[:whole, :columns], block)
             done += whole // block
         carried = band[whole:].copy()
     return reduced[:done]
+
+
+def _block_means(pixels: np.ndarray, block: int) -> np.ndarray:
+    """The rounded mean of each ``block`` x ``block`` square of ``pixels`` (whose sides are multiples of it),
+    summed one offset at a time from strided views: no copy of ``pixels`` is made."""
+    if block == 1:
+        return pixels
+    sums = np.zeros((pixels.shape[0] // block, pixels.shape[1] // block, 3), np.uint32)
+    for row in range(block):
+        for column in range(block):
+            sums += pixels[row::block, column::block]
+    return ((sums + block * block // 2) // (block * block)).astype(np.uint8)
 
 
 def _place_tile(lib: ctypes.CDLL, handle: ctypes.c_void_p, row: int, column: int, left: int, band: np.ndarray,

@@ -257,7 +257,7 @@ def _decode_heif(data: bytes, size: tuple[int, int], max_side_px: int | Callable
     if callable(max_side_px):  # the turn is taken as for a whole decode: tiles are not known yet
         max_side_px = max_side_px(Header(width, height, reducible=False))
     try:
-        pixels, full_width, full_height = heif.decode_reduced(data, max_side_px, whole_limit=max_full_decode_pixels)
+        pixels, full_width, full_height = heif.decode_reduced(data, max_side_px)
     except heif.TilesUnavailable:
         _check_whole_decode("HEIF", width, height, max_pixels, max_full_decode_pixels)
         return _from_array(np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=True)), 1, max_side_px)
