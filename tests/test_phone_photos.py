@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pillow_heif
 import pytest
 from PIL import Image
 from PIL import ImageOps
@@ -83,3 +84,12 @@ def test_a_24_mp_heic_of_one_picture_at_the_default_limits_is_413_and_says_what_
     response = client.post("/recognize", data={"image": upload(phone_format("heic_one_picture", 24), "a.heic")})
     assert response.status_code == 413 and response.json["error"]["code"] == "image_too_large"
     assert "6000x4000" in response.json["error"]["message"] and "send it as a JPEG" in response.json["error"]["message"]
+
+
+def test_a_heic_of_large_tiles_is_held_to_the_whole_decode_limit(client) -> None:
+    """A row of large tiles would hold as much as the whole picture: such a file takes the whole decode's limit."""
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (6000, 4000), (90, 90, 90))).save(buffer, format="HEIF",
+                                                                               quality=30, tile_size=3000)
+    response = client.post("/recognize", data={"image": upload(buffer.getvalue(), "tiles.heic")})
+    assert response.status_code == 413 and response.json["error"]["code"] == "image_too_large"

@@ -19,6 +19,8 @@ import os
 import numpy as np
 import pillow_heif
 
+# Larger tiles (phones write 512 x 512) go to the whole decode and its limit: a row of them is held at once.
+MAX_TILE_PIXELS = 2048 * 2048
 _COLORSPACE_RGB = 1
 _CHROMA_INTERLEAVED_RGB = 10
 _CHANNEL_INTERLEAVED = 10
@@ -94,6 +96,8 @@ def decode_reduced(data: bytes, side: int) -> tuple[np.ndarray, int, int]:
             raise TilesUnavailable("not a plain two-dimensional picture")
         if tiling.num_columns * tiling.num_rows == 1:  # decoded whole either way: pillow-heif does it leaner
             raise TilesUnavailable("one picture, not tiles")
+        if tiling.tile_width * tiling.tile_height > MAX_TILE_PIXELS:  # a band of them would hold too much
+            raise TilesUnavailable("tiles too large to decode a row at a time")
         block = max(1, max(width, height) // max(1, side))
         return _reduced_rows(lib, handle, tiling, block), width, height
     finally:

@@ -6,12 +6,12 @@ MPF files included) are decoded straight to a reduced size (JPEG draft mode scal
 by 1/2, 1/4 or 1/8 inside the decoder), and the result is shrunk to a longest side.
 Boxes found on that copy map back to the uploaded image through `DecodedImage.scale`.
 
-A phone's other formats cannot be decoded reduced, so each goes to the decoder that
-holds the fewest bytes a pixel (measured in docs/BENCHMARKS.md, "Phone photos"):
-HEIC/HEIF to libheif (pillow-heif), AVIF and WebP to libavif and libwebp
-(imagecodecs), each writing 3 bytes a pixel straight into one array, where Pillow
-holds 4 and, for WebP, copies the frame twice. The rest (PNG, GIF, TIFF, ...) go
-through Pillow.
+A phone's HEIC is tiles: `faceapi.heif` decodes a row of them at a time, reduced as it
+goes. The other formats cannot be decoded in parts, so each goes to the decoder that
+holds the fewest bytes a pixel (docs/BENCHMARKS.md, "Choosing the decoders"): AVIF
+and WebP to libavif and libwebp (imagecodecs), writing 3 bytes a pixel straight into
+one array, where Pillow holds 4 and, for WebP, copies the frame twice; a HEIC of one
+picture to libheif whole (pillow-heif); the rest (PNG, GIF, TIFF, ...) to Pillow.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class Header:
     :param width: width as stored (before EXIF orientation), in pixels.
     :param height: height as stored, in pixels.
     :param reducible: the decoder can decode it reduced (JPEG): a smaller side holds fewer pixels.
+        (A tiled HEIC is too, but whether a HEIC is tiled is known only once it is opened: it counts
+        as decoded whole.)
     """
 
     width: int
