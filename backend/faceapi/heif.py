@@ -19,8 +19,10 @@ import os
 import numpy as np
 import pillow_heif
 
-# Larger tiles (phones write 512 x 512) go to the whole decode and its limit: a row of them is held at once.
+# Tiles outside these bounds go to the whole decode and its limit: a row of them is held at once, and each
+# is a call into libheif.
 MAX_TILE_PIXELS = 2048 * 2048
+MIN_TILE_SIDE = 64
 _COLORSPACE_RGB = 1
 _CHROMA_INTERLEAVED_RGB = 10
 _CHANNEL_INTERLEAVED = 10
@@ -96,14 +98,23 @@ def decode_reduced(data: bytes, side: int) -> tuple[np.ndarray, int, int]:
             raise TilesUnavailable("not a plain two-dimensional picture")
         if tiling.num_columns * tiling.num_rows == 1:  # decoded whole either way: pillow-heif does it leaner
             raise TilesUnavailable("one picture, not tiles")
-        if tiling.tile_width * tiling.tile_height > MAX_TILE_PIXELS:  # a band of them would hold too much
-            raise TilesUnavailable("tiles too large to decode a row at a time")
+        if not _tiles_fit(tiling):
+            raise TilesUnavailable("tiles this size are not decoded a row at a time")
         block = max(1, max(width, height) // max(1, side))
         return _reduced_rows(lib, handle, tiling, block), width, height
     finally:
         if handle:
             lib.heif_image_handle_release(handle)
         lib.heif_context_free(context)
+
+
+def _tiles_fit(tiling: _Tiling) -> bool:
+    """Tiles that cover the picture, none so large that a row of them holds too much (phones write 512 x 512)
+    nor so small that there are thousands of calls to make."""
+    return (MIN_TILE_SIDE <= min(tiling.tile_width, tiling.tile_height)
+            and tiling.tile_width * tiling.tile_height <= MAX_TILE_PIXELS
+            and tiling.num_columns * tiling.tile_width >= tiling.image_width
+            and tiling.num_rows * tiling.tile_height >= tiling.image_height)
 
 
 def _reduced_rows(lib: ctypes.CDLL, handle: ctypes.c_void_p, tiling: _Tiling, block: int) -> np.ndarray:
@@ -122,7 +133,7 @@ def _reduced_rows(lib: ctypes.CDLL, handle: ctypes.c_void_p, tiling: _Tiling, bl
         rows = slice(max(top, 0), min(top + tiling.tile_height, height))
         if rows.start >= rows.stop:
             continue
-        band = np.empty((rows.stop - rows.start, width, 3), np.uint8)
+        band = np.zeros((rows.stop - rows.start, width, 3), np.uint8)
         for column in range(tiling.num_columns):
             _place_tile(lib, handle, row, column, column * tiling.tile_width - shift_left, band, rows.start - top)
         band = np.concatenate([carried, band]) if len(carried) else band
