@@ -28,7 +28,8 @@ def test_defaults_and_overrides() -> None:
     assert settings.port == 9000 and settings.tolerance == 0.5
     assert settings.cors_origins == ("https://a", "https://b")
     assert settings.detect_side_px == 0
-    assert settings.workers >= 1 and Settings.from_env({}).tolerance == 0.6
+    assert settings.workers >= 1 and Settings.from_env({}).tolerance is None  # unset: the open-set rule
+    assert Settings.from_env({}).false_match_rate == 0.01
 
 
 def test_every_bad_variable_is_named_at_once() -> None:

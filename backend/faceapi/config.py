@@ -68,10 +68,14 @@ def _seconds(value: float) -> str | None:
     return None if math.isfinite(value) and value > 0 else "must be a number of seconds greater than 0"
 
 
-def _tolerance(value: float) -> str | None:
-    if math.isfinite(value) and 0 < value <= 1:
+def _tolerance(value: float | None) -> str | None:
+    if value is None or math.isfinite(value) and 0 < value <= 1:
         return None
     return "must be a number in (0, 1]"
+
+
+def _rate(value: float) -> str | None:
+    return None if math.isfinite(value) and 0 < value < 1 else "must be a number in (0, 1)"
 
 
 def _min_side(value: int) -> str | None:
@@ -177,9 +181,12 @@ class Settings:
     pgvector: str = _setting("FACEAPI_PGVECTOR", "auto", str.lower, "mode",
                              "With `DATABASE_URL`: `auto` matches in PostgreSQL when the server offers the `vector` extension (pgvector; it is created, and each face indexed), else in each worker; `on` requires it (start-up fails without); `off` always matches in each worker.",
                              lambda v: None if v in ("auto", "on", "off") else "must be auto, on or off")
-    tolerance: float = _setting("FACEAPI_TOLERANCE", 0.6, float, "float",
-                                "Largest face distance that still counts as the same person; lower is stricter. Per request: `tolerance`.",
-                                _tolerance)
+    false_match_rate: float = _setting("FACEAPI_FALSE_MATCH_RATE", 0.01, float, "float",
+                                       "The share of strangers you accept being given a name: a face is named only when, in a gallery the size of its collection, at most this share of strangers would be named on evidence as strong (see \"How sure is a name?\"). Per request: `false_match_rate`.",
+                                       _rate)
+    tolerance: float | None = _setting("FACEAPI_TOLERANCE", None, float, "float",
+                                       "When set: the plain rule instead, for every request: a face is named when its nearest enrolled face is within this distance, whatever the gallery's size (its strangers named per gallery size are in \"How sure is a name?\"). Per request: `tolerance`. `/verify` uses it too, else 0.6.",
+                                       _tolerance, readme_default="unset")
     upload_limit_bytes: int = _setting("FACEAPI_UPLOAD_LIMIT_BYTES", 10 * 1024 * 1024, int, "int",
                                        "Largest request body; a bigger one gets 413 before it is read.", _positive)
     request_timeout_s: float = _setting("FACEAPI_REQUEST_TIMEOUT_S", 60.0, float, "float",

@@ -63,6 +63,12 @@ class Gallery:
         return cls.build((), np.empty((0, ENCODING_WIDTH), dtype=np.float32))
 
     @property
+    def people_count(self) -> int:
+        """How many people have a face that is not removed: the N an open-set decision is calibrated to."""
+        labels = self.labels[:len(self.encodings)]
+        return int(np.count_nonzero(np.bincount(labels[labels >= 0], minlength=1)))
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The name of each face that is not removed, in row order."""
         return tuple(self.people[label] for label in self.labels.tolist() if label >= 0)
@@ -122,15 +128,18 @@ def distance_matrix(gallery: Gallery, encodings: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """An enrolled person and the distance from a face to that person's nearest enrolled face."""
+    """An enrolled person, the distance from a face to that person's nearest enrolled face, and that face's
+    encoding (an open-set decision measures how far the nearest person's face is from the next people's)."""
 
     name: str
     distance: float
+    encoding: np.ndarray = dataclasses.field(compare=False, repr=False)
 
 
 def decide(candidates: list[Candidate], tolerance: float) -> Match:
-    """The decision for a face whose nearest people are ``candidates`` (nearest first): the nearest, when
-    within ``tolerance``, else unknown. No candidate (an empty gallery): unknown, with no distance."""
+    """The plain rule for a face whose nearest people are ``candidates`` (nearest first): the nearest, when
+    within ``tolerance``, else unknown. No candidate (an empty gallery): unknown, with no distance.
+    `faceapi.openset` decides by default; this rule is the explicit ``tolerance``'s."""
     if not candidates:
         return Match(None, None)
     nearest = candidates[0]
@@ -138,7 +147,7 @@ def decide(candidates: list[Candidate], tolerance: float) -> Match:
 
 
 def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float) -> list[Match]:
-    """The decision for each row of ``encodings``.
+    """The plain rule's decision for each row of ``encodings``.
 
     :param tolerance: largest distance that still counts as the same person; 0.6 is
         ``face_recognition``'s default, lower is stricter.
@@ -172,7 +181,7 @@ def _nearest_of(gallery: Gallery, distances: np.ndarray, query: np.ndarray, coun
             order = closest[np.argsort(distances[closest], kind="stable")]
         else:
             order = np.argsort(distances, kind="stable")
-        best: dict[str, float] = {}
+        best: dict[str, tuple[float, int]] = {}
         for column in order:
             if distances[column] == np.inf:  # removed rows come last: every other row was seen
                 window = len(distances)
@@ -182,11 +191,12 @@ def _nearest_of(gallery: Gallery, distances: np.ndarray, query: np.ndarray, coun
                 continue
             name = gallery.people[label]
             if name not in best:
-                best[name] = _exact_distance(gallery, column, query)
+                best[name] = (_exact_distance(gallery, column, query), column)
                 if len(best) == count:
                     break
         if len(best) == count or window == len(distances):
-            return [Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])]
+            return [Candidate(name, distance, gallery.encodings[column].copy())
+                    for name, (distance, column) in sorted(best.items(), key=lambda item: item[1][0])]
         window = min(len(distances), window * 4)
 
 

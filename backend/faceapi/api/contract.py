@@ -70,6 +70,7 @@ _SCHEMAS: dict[str, Schema] = {
     "Candidate": _object({"name": _STRING, "distance": _NUMBER}),
     "Decision": _object({
         "name": _nullable(_STRING), "matched": _BOOL, "distance": _nullable(_NUMBER),
+        "false_match_rate": _nullable(_NUMBER),
         "candidates": {"type": "array", "items": _ref("Candidate")}}, optional=("candidates",)),
     "RecognizedFace": {"allOf": [_ref("Decision"), _object({"box": _ref("Box"), "confidence": _NUMBER},
                                                             optional=("box", "confidence"))],

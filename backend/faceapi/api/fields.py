@@ -112,6 +112,11 @@ def valid_external_id(raw: Any, code: str = "invalid_external_id") -> str | None
     return raw
 
 
+def read_false_match_rate() -> float | None:
+    return read_number("false_match_rate", float, lambda value: math.isfinite(value) and 0 < value < 1,
+                       "false_match_rate must be a number greater than 0 and less than 1")
+
+
 def read_tolerance() -> float | None:
     return read_number("tolerance", float, lambda value: math.isfinite(value) and 0 < value <= 1,
                        "tolerance must be a number greater than 0 and at most 1")
@@ -341,9 +346,14 @@ MAX_FACES = Field("max_faces", {"type": "integer", "minimum": 1, "maximum": MOST
                   lambda: read_count("max_faces", MOST_FACES))
 TOLERANCE = Field("tolerance", {
     "type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1,
-    "description": "largest distance that still counts as a match "
-                   f"(default FACEAPI_TOLERANCE, {_default('tolerance')})"},
+    "description": "the plain rule: the largest distance that still counts as a match, whatever the gallery's "
+                   "size (default FACEAPI_TOLERANCE, unset: the open-set rule; /verify: 0.6)"},
     read_tolerance)
+FALSE_MATCH_RATE = Field("false_match_rate", {
+    "type": "number", "exclusiveMinimum": True, "minimum": 0, "exclusiveMaximum": True, "maximum": 1,
+    "description": "the share of strangers accepted being given a name, for this gallery's size "
+                   f"(default FACEAPI_FALSE_MATCH_RATE, {_default('false_match_rate')}); ignored with tolerance"},
+    read_false_match_rate)
 TOP_K = Field("top_k", {"type": "integer", "minimum": 1, "maximum": MAX_TOP_K,
                         "description": "add the nearest distinct people to each face"},
               lambda: read_count("top_k", MAX_TOP_K))

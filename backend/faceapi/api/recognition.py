@@ -13,6 +13,7 @@ import numpy as np
 from flask import Blueprint
 
 from faceapi import auth
+from faceapi import openset
 from faceapi.api import fields
 from faceapi.api.context import get_services
 from faceapi.api.images import find_faces
@@ -21,24 +22,26 @@ from faceapi.api.render import analysis_json
 from faceapi.api.render import found_face_json
 from faceapi.api.render import image_json
 from faceapi.errors import InvalidRequest
-from faceapi.matching import decide
 from faceapi.matching import face_distance
 from faceapi.pipeline import Analysis
+
+VERIFY_TOLERANCE = 0.6  # /verify's threshold when FACEAPI_TOLERANCE is unset (measured: docs/OPENSET.md)
 
 bp = Blueprint("recognition", __name__)
 
 
 @bp.post("/recognize")
 @auth.needs(auth.RECOGNITION)
-@fields.accepts(form=(fields.TOLERANCE, fields.TOP_K, fields.IMAGE, *fields.DETECTION, fields.MAX_FACES),
-                json=(fields.TOLERANCE, fields.TOP_K, fields.ENCODINGS), required=("image", "encodings"))
+@fields.accepts(form=(fields.TOLERANCE, fields.FALSE_MATCH_RATE, fields.TOP_K, fields.IMAGE, *fields.DETECTION,
+                      fields.MAX_FACES),
+                json=(fields.TOLERANCE, fields.FALSE_MATCH_RATE, fields.TOP_K, fields.ENCODINGS),
+                required=("image", "encodings"))
 def recognize(values: dict[str, Any], collection: str) -> dict[str, Any]:
     """Every face of ``image`` (or each posted encoding), each with the name it matches in the collection or null."""
-    tolerance = _tolerance(values)
     if "encodings" in values:
-        return {"faces": _decisions(collection, values["encodings"], tolerance, values["top_k"])}
+        return {"faces": _decisions(collection, values["encodings"], values)}
     analysis = find_faces(values["image"], values, max_faces=values["max_faces"])
-    decisions = _decisions(collection, analysis.encodings(), tolerance, values["top_k"])
+    decisions = _decisions(collection, analysis.encodings(), values)
     return analysis_json(analysis, [
         {**found_face_json(face), **decision} for face, decision in zip(analysis.faces, decisions, strict=True)])
 
@@ -51,7 +54,7 @@ def verify(values: dict[str, Any], collection: str) -> dict[str, Any]:
     """Whether two faces are the same person: ``image_a`` and ``image_b``, or ``image`` and ``name`` enrolled in
     the collection."""
     services = get_services()
-    tolerance = _tolerance(values)
+    tolerance = _tolerance(values, VERIFY_TOLERANCE)
     largest = values["largest"]
     if values["name"] is not None:
         name = values["name"]
@@ -69,20 +72,28 @@ def verify(values: dict[str, Any], collection: str) -> dict[str, Any]:
     return {**_verdict(distance, tolerance), "image_a": _side_json(side_a), "image_b": _side_json(side_b)}
 
 
-def _tolerance(values: dict[str, Any]) -> float:
-    """The request's tolerance, else the service's (FACEAPI_TOLERANCE)."""
-    return get_services().settings.tolerance if values["tolerance"] is None else values["tolerance"]
+def _tolerance(values: dict[str, Any], default: float | None = None) -> float | None:
+    """The request's tolerance, else the service's (FACEAPI_TOLERANCE), else ``default``."""
+    if values["tolerance"] is not None:
+        return values["tolerance"]
+    settings_tolerance = get_services().settings.tolerance
+    return default if settings_tolerance is None else settings_tolerance
 
 
-def _decisions(collection: str, encodings: np.ndarray, tolerance: float, top_k: int | None) -> list[dict[str, Any]]:
-    """For each encoding: the match decision in the collection, and with ``top_k`` the nearest distinct people."""
+def _decisions(collection: str, encodings: np.ndarray, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each encoding: the decision in the collection (`faceapi.openset.identify`), its estimated false-match
+    rate, and with ``top_k`` the nearest distinct people."""
+    services = get_services()
+    rate = services.settings.false_match_rate if values["false_match_rate"] is None else values["false_match_rate"]
+    top_k = values["top_k"]
     decisions = []
-    for candidates in get_services().store.nearest(encodings, top_k or 1, collection=collection):
-        match = decide(candidates, tolerance)
-        decision = {"name": match.name, "matched": match.matched, "distance": _rounded(match.distance)}
+    for decision, candidates in openset.identify(services.store, encodings, rate, tolerance=_tolerance(values),
+                                                 count=top_k or 1, collection=collection):
+        answer = {"name": decision.name, "matched": decision.matched, "distance": _rounded(decision.distance),
+                  "false_match_rate": _rounded(decision.false_match_rate)}
         if top_k is not None:
-            decision["candidates"] = [{"name": c.name, "distance": _rounded(c.distance)} for c in candidates]
-        decisions.append(decision)
+            answer["candidates"] = [{"name": c.name, "distance": _rounded(c.distance)} for c in candidates]
+        decisions.append(answer)
     return decisions
 
 

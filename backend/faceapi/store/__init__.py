@@ -162,6 +162,10 @@ class Store(Protocol):
         In this process from `gallery`, or in the database (pgvector), where the process holds no gallery.
         """
 
+    def people_count(self, *, collection: str = DEFAULT_COLLECTION) -> int:
+        """How many people of the collection have a face of this service's models: the gallery size an open-set
+        decision is calibrated to (`faceapi.openset`). May lag a write made meanwhile by another process."""
+
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         """Every face of the collection, for export, ordered by person and then as `person_faces` orders them."""
 

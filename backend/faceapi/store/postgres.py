@@ -212,6 +212,7 @@ class PostgresStore:
         self._pool_lock = threading.Lock()
         # collection name -> its gallery as this process holds it, for the collections asked for.
         self._galleries: dict[str, _HeldGallery] = {}
+        self._people_counts: dict[str, tuple[int, int, int]] = {}  # collection -> (id, version, people)
         self._gallery_lock = threading.Lock()
         with _unavailable_on_error(), psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             migrate(conn)
@@ -330,7 +331,7 @@ class PostgresStore:
         queries = np.asarray(encodings, dtype=np.float64).reshape(-1, ENCODING_WIDTH)
         if len(queries) == 0:
             return []
-        found: list[dict[str, float]] = [{} for _ in queries]
+        found: list[dict[str, Candidate]] = [{} for _ in queries]
         with self._transaction() as cur:
             row = cur.execute("SELECT id, faces FROM collections WHERE name = %s", (collection,)).fetchone()
             if row is None:
@@ -349,15 +350,32 @@ class PostgresStore:
                 fetched = dict.fromkeys(asked, 0)
                 for index, name, blob in rows:
                     query = asked[index - 1]
-                    distance = float(np.linalg.norm(stored_matrix(blob)[0].astype(np.float64) - queries[query]))
+                    encoding = stored_matrix(blob)[0]
+                    distance = float(np.linalg.norm(encoding.astype(np.float64) - queries[query]))
                     best = found[query]
-                    best[name] = min(distance, best.get(name, distance))
+                    if name not in best or distance < best[name].distance:
+                        best[name] = Candidate(name, distance, encoding)
                     fetched[query] += 1
                 # A person may own many of the nearest faces: ask again, wider, until `count` people or every face.
                 asked = [query for query in asked if len(found[query]) < count and fetched[query] == window < faces]
                 window *= 4
-        return [[Candidate(name, distance) for name, distance in sorted(best.items(), key=lambda i: i[1])][:count]
-                for best in found]
+        return [sorted(best.values(), key=lambda candidate: candidate.distance)[:count] for best in found]
+
+    def people_count(self, *, collection: str = DEFAULT_COLLECTION) -> int:
+        if not self.matches_in_database:
+            return self.gallery(collection=collection).people_count
+        with self._transaction() as cur:
+            row = cur.execute("SELECT id, version FROM collections WHERE name = %s", (collection,)).fetchone()
+            if row is None:
+                return 0
+            held = self._people_counts.get(collection)
+            if held is not None and held[:2] == row:
+                return held[2]
+            # Counted once per version of the collection: a million people take a few tens of ms.
+            people = cur.execute("SELECT count(DISTINCT person_id) FROM faces WHERE collection_id = %s AND model = %s",
+                                 (row[0], self._model_id)).fetchone()[0]
+        self._people_counts[collection] = (*row, people)
+        return people
 
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         with self._transaction() as cur:

@@ -180,6 +180,9 @@ class PickleStore:
                 collection: str = DEFAULT_COLLECTION) -> list[list[Candidate]]:
         return nearest_people(self.gallery(collection=collection), encodings, count)
 
+    def people_count(self, *, collection: str = DEFAULT_COLLECTION) -> int:
+        return self.gallery(collection=collection).people_count
+
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
         with self._reading() as state:
             faces = state.collection(collection)
