@@ -82,7 +82,7 @@ def one_split(photos: dict[str, np.ndarray], size: int, per_person: int, rng: np
     gallery_names, gallery, probes, truth = [], [], [], []
     for name in enrolled:
         faces = photos[name][rng.permutation(len(photos[name]))]
-        gallery_names += [name] * per_person
+        gallery_names += [name] * len(faces[:per_person])
         gallery.append(faces[:per_person])
         if len(faces) > per_person:
             probes.append(faces[per_person])
@@ -97,9 +97,13 @@ def one_split(photos: dict[str, np.ndarray], size: int, per_person: int, rng: np
 
 
 def outcomes(photos: dict[str, np.ndarray], size: int, per_person: int, splits: int, seed: int,
-             most_strangers: int = MOST_STRANGERS) -> Outcomes | None:
-    """``splits`` splits of ``size`` enrolled people, pooled; None when too few people have the photos."""
-    eligible = {name: faces for name, faces in photos.items() if len(faces) >= per_person}
+             most_strangers: int = MOST_STRANGERS, mixed: bool = False) -> Outcomes | None:
+    """``splits`` splits of ``size`` enrolled people, pooled; None when too few people have the photos.
+
+    :param mixed: draw from everyone, each enrolled with ``per_person`` photos or as many as they have (so a
+        gallery can be larger than the people with that many); mated probes come from those with more.
+    """
+    eligible = {name: faces for name, faces in photos.items() if mixed or len(faces) >= per_person}
     if size >= len(eligible):
         return None
     rng = np.random.default_rng(seed)
@@ -113,10 +117,10 @@ def calibration(photos: dict[str, np.ndarray], splits: int) -> dict[int, tuple[f
     table = {}
     for size in CALIBRATION_SIZES:
         # Which few people are enrolled matters most in a small gallery (one who looks like many strangers
-        # names many): small sizes are drawn 20 times as often, each searched by fewer strangers.
-        small = size < 100
-        found = outcomes(photos, size, 1, splits * (20 if small else 1), seed=size,
-                         most_strangers=600 if small else MOST_STRANGERS)
+        # names many): smaller sizes are drawn 20 and 5 times as often, each searched by fewer strangers.
+        small, middle = size < 100, size < 1000
+        found = outcomes(photos, size, 1, splits * (20 if small else 5 if middle else 1), seed=size,
+                         most_strangers=600 if small else 1500 if middle else MOST_STRANGERS)
         if found is None:
             continue
         strangers = found.evidence[~found.mated]
@@ -152,7 +156,11 @@ def report(photos: dict[str, np.ndarray], table: dict, sizes: list[int], photo_c
     curves = {}
     for per_person in photo_counts:
         for size in sizes:
-            found = outcomes(photos, size, per_person, splits, seed=size * 10 + per_person + 7)
+            seed, photos_column = size * 10 + per_person + 7, per_person
+            found = outcomes(photos, size, per_person, splits, seed)
+            if found is None and per_person > 1:
+                found = outcomes(photos, size, per_person, splits, seed, mixed=True)
+                photos_column = f"{per_person} (others all they have)"
             if found is None:
                 continue
             if per_person == 1:
@@ -161,9 +169,9 @@ def report(photos: dict[str, np.ndarray], table: dict, sizes: list[int], photo_c
             named = found.rates(table) <= RATE
             oracle = [found.fnir(score <= np.quantile(score[~found.mated], 0.01))
                       for score in (found.distance, found.evidence)]
-            print(f"| {per_person} | {size} | {found.mated.sum()} | {(~found.mated).sum()} | {found.fpir(plain):.1%} "
-                  f"| {found.fnir(plain):.1%} | {found.fpir(named):.1%} | {found.fnir(named):.1%} "
-                  f"| {oracle[0]:.1%} / {oracle[1]:.1%} |", flush=True)
+            print(f"| {photos_column} | {size} | {found.mated.sum()} | {(~found.mated).sum()} "
+                  f"| {found.fpir(plain):.1%} | {found.fnir(plain):.1%} | {found.fpir(named):.1%} "
+                  f"| {found.fnir(named):.1%} | {oracle[0]:.1%} / {oracle[1]:.1%} |", flush=True)
     return curves
 
 

@@ -1,9 +1,9 @@
 """1:N matching of face encodings against a gallery of known faces (numpy only).
 
 The gallery is one contiguous ``(n, 128)`` matrix, so every face of a request is
-compared with every known face in one matrix product. A face is matched only when
-its nearest known face is within the tolerance; otherwise it is unknown, never the
-nearest stranger.
+compared with every known face in one matrix product, and each face gets its nearest
+distinct people (`nearest_people`). Whether the nearest is the face's own person is
+`faceapi.openset`'s decision; `decide` here is the plain rule of an explicit tolerance.
 """
 
 from __future__ import annotations
