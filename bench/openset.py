@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/openset.py [--sizes 10 100 1000 2000] [--photos 1 2 3] [--splits 8]
                                          [--plot docs/openset-det.png] [--calibrate] [--holdout] [--verify]
+                                         [--spread DRAWS]
 
 The NIST FRVT 1:N measures, from the encodings `../shared/lfw/encodings.npz` holds (the service's `/encode`
 of each photo's centre face): N people are enrolled from one photo each (or ``--photos`` of them); a mated
@@ -14,12 +15,12 @@ decision is the service's own code (`faceapi.matching.nearest_people`, `faceapi.
 - the open-set rule at FACEAPI_FALSE_MATCH_RATE's default, 1%;
 - FNIR where each rule's threshold is set on these strangers for FPIR 1% (an oracle: how far a rule can go).
 
-``--verify`` measures /verify's false accepts and rejects on pairs. ``--calibrate`` prints
-`faceapi.openset.CALIBRATION` measured on every person here. ``--holdout`` calibrates on half of the people
-and measures on the other half, as the project is measured on people it never saw.
-``--plot`` draws FNIR against FPIR (a DET curve per N, one photo a person). LFW's people are mostly adult
-public figures of the early 2000s (its README): a rate here is a fact about them and this model, not a
-promise for a school.
+``--verify`` measures /verify's false accepts and rejects on pairs; ``--spread`` how FPIR varies between
+galleries of one size. ``--calibrate`` prints `faceapi.openset.CALIBRATION` measured on every person here.
+``--holdout`` calibrates on half of the people and measures on the other half, as the project is measured on
+people it never saw. ``--plot`` draws FNIR against FPIR (a DET curve per N, one photo a person). LFW's
+people are mostly adult public figures of the early 2000s (its README): a rate here is a fact about them and
+this model, not a promise for a school.
 """
 
 from __future__ import annotations
@@ -175,6 +176,21 @@ def report(photos: dict[str, np.ndarray], table: dict, sizes: list[int], photo_c
     return curves
 
 
+def spread(photos: dict[str, np.ndarray], sizes: list[int], draws: int) -> None:
+    """How FPIR at the default varies from one gallery to another of the same size (one photo a person)."""
+    print(f"\nFPIR at the default over {draws} random galleries each:\n")
+    print("| N | mean | median | one gallery in ten above | worst |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        rng = np.random.default_rng(size + 12345)
+        rates = []
+        for _ in range(draws):
+            found = one_split(photos, size, 1, rng)
+            rates.append(found.fpir(found.rates(openset.CALIBRATION) <= RATE))
+        print(f"| {size} | {np.mean(rates):.2%} | {np.median(rates):.2%} | {np.quantile(rates, 0.9):.2%} "
+              f"| {np.max(rates):.2%} |", flush=True)
+
+
 def verification(photos: dict[str, np.ndarray], seed: int = 0) -> None:
     """/verify's 1:1 decision (distance at most the tolerance) on pairs: every pair of one person's photos (at
     most 10 a person, so that the few people with hundreds of photos do not outweigh the rest) and 200 000
@@ -239,11 +255,15 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="print CALIBRATION measured on every person here")
     parser.add_argument("--holdout", action="store_true", help="calibrate on half the people, measure the other")
     parser.add_argument("--verify", action="store_true", help="measure /verify's false accepts and rejects")
+    parser.add_argument("--spread", type=int, metavar="DRAWS", help="FPIR of each of DRAWS galleries per size")
     args = parser.parse_args()
     photos = people_photos()
     print(f"{len(photos)} people, {sum(len(p) for p in photos.values())} photos with a face")
     if args.verify:
         verification(photos)
+        return
+    if args.spread:
+        spread(photos, args.sizes, args.spread)
         return
     if args.calibrate:
         print_calibration(calibration(photos, args.splits))
