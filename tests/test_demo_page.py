@@ -154,10 +154,13 @@ def test_check_in_camera(gunicorn_factory, camera_browser, tmp_path: pathlib.Pat
     WebDriverWait(browser, 60).until(
         lambda d: {item.get_attribute("data-name") for item in d.find_elements(By.CSS_SELECTOR, "#seen-list li")}
         == {"obama", "biden"})
-    boxes = browser.find_elements(By.CSS_SELECTOR, "#camera-view .face")
-    video = browser.find_element(By.ID, "camera").rect
-    centres = {box.text.split(" ")[0]: (box.rect["x"] + box.rect["width"] / 2 - video["x"]) / video["width"]
-               for box in boxes}
+    # The boxes are redrawn at each frame: read them all in one script, not element by element (an element
+    # found before a redraw is gone after it).
+    video_x, video_width, boxes = browser.execute_script(
+        "const video = document.getElementById('camera').getBoundingClientRect();"
+        "return [video.x, video.width, [...document.querySelectorAll('#camera-view .face')].map((box) => {"
+        "  const rect = box.getBoundingClientRect(); return [box.textContent, rect.x, rect.width]; })];")
+    centres = {text.split(" ")[0]: (x + width / 2 - video_x) / video_width for text, x, width in boxes}
     assert centres["obama"] < 0.5 < centres["biden"], centres
     # Frame after frame, not one recognition.
     WebDriverWait(browser, 60).until(lambda d: _frames(d) >= 4)
