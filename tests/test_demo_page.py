@@ -151,11 +151,10 @@ def test_check_in_camera(gunicorn_factory, camera_browser, tmp_path: pathlib.Pat
     assert not browser.find_element(By.ID, "enroll-section").is_displayed()
     browser.find_element(By.ID, "api-key").send_keys("door-key")
     browser.find_element(By.ID, "camera-start").click()
-    WebDriverWait(browser, 60).until(
-        lambda d: {item.get_attribute("data-name") for item in d.find_elements(By.CSS_SELECTOR, "#seen-list li")}
-        == {"obama", "biden"})
-    # The boxes are redrawn at each frame: read them all in one script, not element by element (an element
-    # found before a redraw is gone after it).
+    # The list and the boxes are redrawn at each frame: each is read in one script, not element by element
+    # (an element found before a redraw is gone after it).
+    seen = "return [...document.querySelectorAll('#seen-list li')].map((item) => item.dataset.name)"
+    WebDriverWait(browser, 60).until(lambda d: set(d.execute_script(seen)) == {"obama", "biden"})
     video_x, video_width, boxes = browser.execute_script(
         "const video = document.getElementById('camera').getBoundingClientRect();"
         "return [video.x, video.width, [...document.querySelectorAll('#camera-view .face')].map((box) => {"
