@@ -30,7 +30,7 @@ from common import phone_photo
 from common import pss_mb
 from faceapi.config import Settings
 from faceapi.matching import Gallery
-from faceapi.matching import match_faces
+from faceapi.openset import match_faces
 from tests.servers import GunicornServer
 from tests.servers import upload
 
@@ -114,7 +114,7 @@ def match_time_ms(size: int, use_faceapi: bool) -> float:
         gallery = Gallery.build(names, known)
         for _ in range(20):
             start = time.perf_counter()
-            match_faces(gallery, query, Settings().tolerance)
+            match_faces(gallery, query, Settings().false_match_rate)
             times.append(time.perf_counter() - start)
     else:
         from tests.oracle import face_recognition

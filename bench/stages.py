@@ -27,8 +27,8 @@ from faceapi.encoder import FaceEncoder
 from faceapi.engine import FaceEngine
 from faceapi.imaging import decode_image
 from faceapi.matching import Gallery
-from faceapi.matching import match_faces
 from faceapi.models import ModelPaths
+from faceapi.openset import match_faces
 from faceapi.pipeline import Pipeline
 from tests.photos import class_photo
 
@@ -65,7 +65,7 @@ def stage_times(data: bytes, pipeline: Pipeline, encoder: FaceEncoder, gallery: 
     network, encodings = median_ms(lambda: encoder.encode(chips), repeats)
 
     def answer() -> str:
-        matches = match_faces(gallery, encodings, settings.tolerance)
+        matches = match_faces(gallery, encodings, settings.false_match_rate)
         return json.dumps({"faces": [{"box": {"top": b.top, "right": b.right, "bottom": b.bottom, "left": b.left},
                                       "name": m.name, "distance": m.distance}
                                      for b, m in zip(boxes, matches, strict=True)]})

@@ -146,16 +146,6 @@ def decide(candidates: list[Candidate], tolerance: float) -> Match:
     return Match(nearest.name if nearest.distance <= tolerance else None, nearest.distance)
 
 
-def match_faces(gallery: Gallery, encodings: np.ndarray, tolerance: float) -> list[Match]:
-    """The plain rule's decision for each row of ``encodings``.
-
-    :param tolerance: largest distance that still counts as the same person; 0.6 is
-        ``face_recognition``'s default, lower is stricter.
-    :return: one `Match` per encoding, in order.
-    """
-    return [decide(candidates, tolerance) for candidates in nearest_people(gallery, encodings, 1)]
-
-
 def nearest_people(gallery: Gallery, encodings: np.ndarray, count: int) -> list[list[Candidate]]:
     """For each row of ``encodings``, the ``count`` nearest distinct people, nearest first.
 

@@ -32,7 +32,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceapi.matching import Candidate
+from faceapi.matching import Gallery
 from faceapi.matching import decide as plain_decision
+from faceapi.matching import nearest_people
 from faceapi.scopes import DEFAULT_COLLECTION
 from faceapi.store import Store
 
@@ -134,6 +136,13 @@ def identify(store: Store, encodings: np.ndarray, rate: float, *, tolerance: flo
             measured = dataclasses.replace(measured, name=plain.name)
         answers.append((measured, candidates[:count]))
     return answers
+
+
+def match_faces(gallery: Gallery, encodings: np.ndarray, rate: float) -> list[Decision]:
+    """The open-set decision for each row of ``encodings`` in a gallery held in this process (what `identify`
+    does through a store that holds one)."""
+    people = gallery.people_count
+    return [decide(candidates, people, rate) for candidates in nearest_people(gallery, encodings, NEIGHBOURS)]
 
 
 def _rate_at(thresholds: tuple[float, ...], score: float) -> float:

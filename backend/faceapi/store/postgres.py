@@ -25,9 +25,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
@@ -168,6 +170,12 @@ _FACES_PER_PERSON = 4
 # search of 20 000 faces takes about as long as an indexed one of a million, and is never wrong.
 EXACT_SEARCH_FACES = 20_000
 _ANALYZE_AFTER_FACES = 10_000
+# pgvector: up to this many faces, a collection's people are counted again after each write (a few ms); above,
+# the count is scaled by the faces count, and counted again after a tenth more or fewer faces or 5 minutes
+# (counting a million faces' people takes about a second; an open-set decision reads the count in log scale).
+_RECOUNT_PEOPLE_FACES = 5_000
+_RECOUNT_PEOPLE_DRIFT = 0.1
+_RECOUNT_PEOPLE_S = 300.0
 _GALLERY_BATCH = 10_000  # rows a gallery read holds at once
 # The nearest faces of each query, within one collection: `ORDER BY distance + 0` can use no vector index,
 # so PostgreSQL reads the collection's rows by the primary key and sorts them (exact); plain `ORDER BY
@@ -212,7 +220,7 @@ class PostgresStore:
         self._pool_lock = threading.Lock()
         # collection name -> its gallery as this process holds it, for the collections asked for.
         self._galleries: dict[str, _HeldGallery] = {}
-        self._people_counts: dict[str, tuple[int, int, int]] = {}  # collection -> (id, version, people)
+        self._people_counts: dict[str, _PeopleCount] = {}
         self._gallery_lock = threading.Lock()
         with _unavailable_on_error(), psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S) as conn:
             migrate(conn)
@@ -365,16 +373,19 @@ class PostgresStore:
         if not self.matches_in_database:
             return self.gallery(collection=collection).people_count
         with self._transaction() as cur:
-            row = cur.execute("SELECT id, version FROM collections WHERE name = %s", (collection,)).fetchone()
+            row = cur.execute("SELECT id, version, faces FROM collections WHERE name = %s", (collection,)).fetchone()
             if row is None:
                 return 0
+            collection_id, version, faces = row
             held = self._people_counts.get(collection)
-            if held is not None and held[:2] == row:
-                return held[2]
-            # Counted once per version of the collection: a million people take a few tens of ms.
+            if held is not None and held.collection_id == collection_id:
+                if held.version == version:
+                    return held.people
+                if held.close_enough(faces):
+                    return max(1, round(held.people * faces / held.faces))
             people = cur.execute("SELECT count(DISTINCT person_id) FROM faces WHERE collection_id = %s AND model = %s",
-                                 (row[0], self._model_id)).fetchone()[0]
-        self._people_counts[collection] = (*row, people)
+                                 (collection_id, self._model_id)).fetchone()[0]
+        self._people_counts[collection] = _PeopleCount(collection_id, version, faces, people, time.monotonic())
         return people
 
     def faces(self, *, collection: str = DEFAULT_COLLECTION) -> list[FaceRecord]:
@@ -536,6 +547,22 @@ def _fill_embeddings(conn: psycopg.Connection, batch: int = 5000) -> None:
             cur.executemany("UPDATE faces SET embedding = %s::vector WHERE collection_id = %s AND id = %s",
                             [(_vector_text(stored_matrix(blob)[0]), collection_id, face_id)
                              for collection_id, face_id, blob in rows])
+
+
+@dataclasses.dataclass(frozen=True)
+class _PeopleCount:
+    """A collection's people as counted at one version (pgvector: the process holds no gallery to count)."""
+
+    collection_id: int
+    version: int
+    faces: int
+    people: int
+    counted_at: float
+
+    def close_enough(self, faces: int) -> bool:
+        """Whether scaling this count by ``faces`` will do (`_RECOUNT_PEOPLE_FACES`)."""
+        return (faces > _RECOUNT_PEOPLE_FACES and abs(faces - self.faces) <= _RECOUNT_PEOPLE_DRIFT * self.faces
+                and time.monotonic() - self.counted_at < _RECOUNT_PEOPLE_S)
 
 
 class _HeldGallery:
