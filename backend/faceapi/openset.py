@@ -31,9 +31,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from faceapi.matching import ENCODING_WIDTH
 from faceapi.matching import Candidate
 from faceapi.matching import Gallery
 from faceapi.matching import decide as plain_decision
+from faceapi.matching import face_distance
 from faceapi.matching import nearest_people
 from faceapi.scopes import DEFAULT_COLLECTION
 from faceapi.store import Store
@@ -45,6 +47,7 @@ SPREAD_CAP = 0.65  # a spread wider than this (a small gallery's) counts as this
 # Measured by `bench/openset.py --calibrate` on ../shared/lfw (2 856 people; mostly adult public figures of
 # the early 2000s); each share is counted at 0.7 of itself, a margin for people unlike those measured.
 SHARES = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_LOG_SHARES = np.log(SHARES)
 CALIBRATION: dict[int, tuple[float, ...]] = {
     1: (0.7679, 0.8009, 0.8376, 0.8907, 0.9282, 0.9670, 1.0218, 1.0685, 1.1227, 1.2200, 1.8061),
     2: (0.7626, 0.7923, 0.8232, 0.8697, 0.9036, 0.9387, 0.9853, 1.0239, 1.0699, 1.1505, 1.6586),
@@ -64,7 +67,8 @@ CALIBRATION: dict[int, tuple[float, ...]] = {
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """A face's answer: the name or None, the distance to the nearest person, the evidence (`evidence`) and
-    the estimated share of strangers a gallery of this size names on evidence as strong (None: plain rule)."""
+    the estimated share of strangers a gallery of this size names on evidence as strong (all None for an
+    empty gallery)."""
 
     name: str | None
     distance: float | None
@@ -85,7 +89,9 @@ def evidence(candidates: Sequence[Candidate]) -> float:
     nearest, others = candidates[0], candidates[1:NEIGHBOURS]
     missing = [SPREAD_CAP] * (NEIGHBOURS - 1 - len(others))
     probe_side = np.mean([other.distance for other in others] + missing)
-    gallery_side = np.mean([_distance(nearest.encoding, other.encoding) for other in others] + missing)
+    across = face_distance(np.array([other.encoding for other in others], dtype=np.float64).reshape(-1, ENCODING_WIDTH),
+                           nearest.encoding)
+    gallery_side = np.mean([*across, *missing])
     spread = math.sqrt(min(probe_side, SPREAD_CAP) * min(gallery_side, SPREAD_CAP))
     return nearest.distance / spread
 
@@ -146,8 +152,4 @@ def match_faces(gallery: Gallery, encodings: np.ndarray, rate: float) -> list[De
 
 
 def _rate_at(thresholds: tuple[float, ...], score: float) -> float:
-    return math.exp(float(np.interp(score, thresholds, np.log(SHARES))))
-
-
-def _distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - b))
+    return math.exp(float(np.interp(score, thresholds, _LOG_SHARES)))
