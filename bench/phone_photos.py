@@ -40,7 +40,8 @@ def decode_ms(pipeline: Pipeline, data: bytes, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        decode_image(data, max_side_px=lambda header: pipeline.decode_side(header.width, header.height, None),
+        decode_image(data, max_side_px=lambda header: pipeline.decode_side(header.width, header.height, None,
+                                                                        pipeline.settings.detector),
                      max_pixels=settings.max_image_pixels, max_full_decode_pixels=settings.max_full_decode_pixels)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)

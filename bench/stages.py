@@ -55,7 +55,8 @@ def stage_times(data: bytes, pipeline: Pipeline, encoder: FaceEncoder, gallery: 
     """(faces found, the median milliseconds of each stage) for one photo, decoded and scanned as the pipeline does."""
     settings, engine = pipeline.settings, pipeline.engine
     decode, image = median_ms(lambda: decode_image(
-        data, max_side_px=lambda header: pipeline.decode_side(header.width, header.height, None),
+        data, max_side_px=lambda header: pipeline.decode_side(header.width, header.height, None,
+                                                                        pipeline.settings.detector),
         max_pixels=settings.max_image_pixels,
         max_full_decode_pixels=settings.max_full_decode_pixels), repeats)
     pixels = image.pixels

@@ -141,7 +141,7 @@ def enroll_dir(service: Service, folder: pathlib.Path, *, progress: bool = True,
                detector: str | None = None, batch: int = DEFAULT_BATCH) -> dict[str, Any]:
     """Enroll every image of ``folder/<person>/``; return counts and the refused images with their reasons.
 
-    :param detector: ``hog`` or ``cnn``; None: the service's default.
+    :param detector: ``yunet``, ``hog`` or ``cnn``; None: the service's default.
     :param batch: images of one person sent in one request (1 to 10). A request is all or none, so when
         one is refused its images are sent again one by one, to enroll the others and name the culprit.
 
@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     enroll = _with_service(commands.add_parser("enroll-dir", help="enroll a folder of one sub-folder per person"))
     enroll.add_argument("folder", type=pathlib.Path)
     enroll.add_argument("--quiet", action="store_true", help="no progress bar")
-    enroll.add_argument("--detector", choices=DETECTORS, help="hog or cnn (default: the service's FACEAPI_DETECTOR)")
+    enroll.add_argument("--detector", choices=DETECTORS,
+                        help="yunet, hog or cnn (default: the service's FACEAPI_DETECTOR)")
     enroll.add_argument("--batch", type=int, choices=range(1, 11), default=DEFAULT_BATCH, metavar="1-10",
                         help="images of a person per request (default %(default)s)")
     export = _with_service(commands.add_parser("export", help="save every enrollment to a file"))

@@ -78,6 +78,10 @@ def _rate(value: float) -> str | None:
     return None if math.isfinite(value) and 0 < value < 1 else "must be a number in (0, 1)"
 
 
+def _positive_or_unset(value: int | None) -> str | None:
+    return None if value is None or value > 0 else "must be greater than 0"
+
+
 def _min_side(value: int) -> str | None:
     return None if value >= 80 else "must be at least 80 (dlib's detection window)"
 
@@ -198,20 +202,23 @@ class Settings:
     max_full_decode_pixels: int = _setting("FACEAPI_MAX_FULL_DECODE_PIXELS", 16_000_000, int, "int",
                                            "Largest AVIF, WebP, PNG, TIFF or GIF, or HEIC stored as one picture (width x height): unlike JPEG and a phone's tiled HEIC they are decoded at full size, 3 to 5 bytes a pixel (119 MB for a 24 MP AVIF), alone on the host above 4 million pixels. The default keeps two workers in 256 MB; 25000000 takes 24 MP ones, with 384 MB or more.",
                                            _positive)
-    detector: str = _setting("FACEAPI_DETECTOR", "hog", str.lower, "detector",
-                             "Face detector when a request gives no `detector`: `hog` (dlib's frontal HOG, fast) or `cnn` (dlib's CNN: also turned, tilted and partly hidden faces, at about 10 times the time).",
+    detector: str = _setting("FACEAPI_DETECTOR", "yunet", str.lower, "detector",
+                             "Face detector when a request gives no `detector`: `yunet` (libfacedetection's YuNet: small, turned and partly hidden faces too, at about 0.1 s a megapixel), `hog` (dlib's frontal HOG) or `cnn` (dlib's CNN, about 20 times YuNet's time). README, \"Detectors\".",
                              lambda v: None if v in DETECTORS else f"must be one of {', '.join(DETECTORS)}")
     detect_side_px: int = _setting("FACEAPI_DETECT_SIDE_PX", 1280, int, "int",
-                                   "When a request gives no `min_face_px`, photos larger than `FACEAPI_FULL_SEARCH_PIXELS` are scanned at most at this longest side: their smallest face searched grows with the photo (at 1280, 72/1280 of its longest side: 108 px on a 1920x1080 photo, 225 px on 4000x3000). 0: no such bound.",
+                                   "When a request gives no `min_face_px`, photos larger than `FACEAPI_FULL_SEARCH_PIXELS` are scanned at most at this longest side: their smallest face searched grows with the photo (YuNet at 1280: 20/1280 of its longest side, 30 px on a 1920x1080 photo, 63 px on 4000x3000; HOG 72/1280). 0: no such bound.",
                                    _detect_side)
     full_search_pixels: int = _setting("FACEAPI_FULL_SEARCH_PIXELS", 2_000_000, int, "int",
-                                       "When a request gives no `min_face_px`, photos of at most this many pixels are searched from `FACEAPI_MIN_FACE_PX`, as face_recognition searches them (an 800x600 photo from 36 px); larger ones as `FACEAPI_DETECT_SIDE_PX` says.",
+                                       "When a request gives no `min_face_px`, photos of at most this many pixels are searched from `FACEAPI_MIN_FACE_PX` (an 800x600 photo from 20 px with YuNet); larger ones as `FACEAPI_DETECT_SIDE_PX` says.",
                                        _non_negative)
-    min_face_px: int = _setting("FACEAPI_MIN_FACE_PX", 36, int, "int",
-                                "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (on photos up to `FACEAPI_FULL_SEARCH_PIXELS`; larger ones as `FACEAPI_DETECT_SIDE_PX` says).",
-                                _positive)
+    min_face_px: int | None = _setting("FACEAPI_MIN_FACE_PX", None, int, "int",
+                                       "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (on photos up to `FACEAPI_FULL_SEARCH_PIXELS`; larger ones as `FACEAPI_DETECT_SIDE_PX` says). Unset: each detector's own, YuNet 20 (the photo at its own size), HOG and the CNN 36 (face_recognition's HOG scan).",
+                                       _positive_or_unset, readme_default="unset")
+    min_detection_confidence: float = _setting("FACEAPI_MIN_DETECTION_CONFIDENCE", 0.6, float, "float",
+                                               "YuNet's score (0 to 1) a face needs to be reported; each face's `confidence` is that score. The default is measured on WIDER FACE photos (docs/DETECTORS.md): lower finds a few more small and hidden faces and more things that are not faces.",
+                                               _rate)
     max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 12_000_000, int, "int",
-                                    "Most pixels one HOG detection may scan: it bounds the CPU a request can take (about 1.5 s on one core at the default, enough to search a 12 MP photo from 80 px; its memory stays that of a 4-million-pixel band). A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
+                                    "Most pixels one YuNet or HOG detection may scan: it bounds the CPU a request can take (about 1.5 s at the default, enough to search a 12 MP photo from 20 px with YuNet, from 72 px with HOG; memory stays that of one band: 1 MP for YuNet, 4 MP for HOG). A request asking for smaller faces than this allows is scanned at this size and its answer says `limited`.",
                                     _positive)
     cnn_max_scan_pixels: int = _setting("FACEAPI_CNN_MAX_SCAN_PIXELS", 2_000_000, int, "int",
                                         "`FACEAPI_MAX_SCAN_PIXELS` for the CNN detector, which costs about 5 times as much per pixel and runs one detection at a time per host, on two threads: at the default about 1 s, and two workers fit in 256 MB. 3000000 lets a 1024x683 photo be searched from 40 px (about 1.3 s; 30 MB more).",

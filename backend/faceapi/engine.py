@@ -1,4 +1,4 @@
-"""The face engine: dlib's HOG detector and 5-point landmarks, and dlib's ResNet encoder on numpy.
+"""The face engine: YuNet, dlib's HOG and CNN detectors, dlib's 5-point landmarks, and dlib's ResNet encoder on numpy.
 
 Verbs and conventions follow ``face_recognition/api.py`` (boxes as
 ``(top, right, bottom, left)``, 128-d encodings, Euclidean distance) so that
@@ -36,6 +36,7 @@ from collections.abc import Iterator
 import dlib
 import numpy as np
 
+from faceapi import yunet
 from faceapi.cnn import CnnFaceDetector
 from faceapi.cnn import Rect
 from faceapi.cnn import pyramid_up
@@ -98,9 +99,9 @@ class Banding:
 
 
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
-# HOG in bands of 4 MP (about 30 MB). The CNN bounds its own memory, exactly (`faceapi.cnn`: its pyramid
-# and network are made in bands), so it scans whole.
-BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN}
+# HOG in bands of 4 MP (about 30 MB); YuNet in bands of 1 MP (about 45 MB). The CNN bounds its own memory,
+# exactly (`faceapi.cnn`: its pyramid and network are made in bands), so it scans whole.
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(1_000_000, 256)}
 # A HOG detector that scanned more pixels than this is replaced by a copy after (`FaceEngine._borrowed_detector`).
 _HOG_KEEPS_PIXELS = 1_000_000
 # Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
@@ -109,6 +110,16 @@ _HOG_KEEPS_PIXELS = 1_000_000
 _BAND_GRID = 8
 # A coarse scan's face and a band's are the same face above this overlap.
 _SAME_FACE_IOU = 0.4
+# A face lying this much inside a larger one is a piece of it (faces do not nest): YuNet's cut boxes of a face
+# larger than it sees whole.
+_NESTED_SHARE = 0.6
+# YuNet's box (forehead to chin) as the square box dlib's HOG gives the same face, which dlib's 5-point model
+# was trained on: centre moved by these shares of the box's width and height, side this share of
+# sqrt(width x height). Medians over 597 LFW photos both found; chips cut from the mapped box encode 0.041
+# (median) from the HOG box's, from the raw box 0.071 (docs/DETECTORS.md).
+_YUNET_TO_HOG = (-0.027, 0.041, 0.99)
+# Each coarser YuNet level scans the image this many times smaller, for faces too large for the level before.
+_YUNET_LEVEL_STEP = 3
 
 
 def largest_first(boxes: list[Box], count: int | None = None) -> list[Box]:
@@ -151,31 +162,57 @@ class FaceEngine:
         return [box for box, _ in self.face_detections(image, scale, detector)]
 
     def face_detections(self, image: np.ndarray, scale: float, detector: str = "hog",
-                        banding: Banding | None = None) -> list[tuple[Box, float | None]]:
+                        banding: Banding | None = None,
+                        min_confidence: float = yunet.MIN_CONFIDENCE) -> list[tuple[Box, float | None]]:
         """Every face in ``image``: its box (in ``image``'s coordinates, not trimmed) and the detector's
-        confidence (the CNN's score; None for HOG).
+        confidence (YuNet's score in [0, 1], the CNN's score; None for HOG).
 
         :param scale: scanned pixels per pixel of ``image`` (`faceapi.scanning.ScanPlan`); the
             smallest face found is about ``DETECTORS[detector] / scale`` px. Above 1 the image
             is doubled by dlib (``upsample``) as often as needed, after shrinking it to the rest:
             2 is face_recognition's own scan, boxes and all, for either detector.
-        :param detector: ``"hog"`` (dlib's frontal HOG detector) or ``"cnn"`` (dlib's MMOD CNN, on numpy).
+        :param detector: ``"yunet"`` (`faceapi.yunet`), ``"hog"`` (dlib's frontal HOG detector) or ``"cnn"``
+            (dlib's MMOD CNN, on numpy).
+        :param min_confidence: the score a YuNet face needs.
 
         A scan of more pixels than ``banding`` allows (None: the detector's `BANDING`) runs in
         overlapping bands, so its memory stays that of one band whatever the photo and the scale.
         """
         banding = banding or BANDING[detector]
         if scale * scale * image.shape[0] * image.shape[1] <= banding.band_pixels:
-            return self._whole_detections(image, scale, detector)
-        return self._banded_detections(image, scale, detector, banding)
+            found = self._whole_detections(image, scale, detector, min_confidence)
+        else:
+            found = self._banded_detections(image, scale, detector, banding, min_confidence)
+        return _without_nested(found) if detector == "yunet" else found
 
-    def _whole_detections(self, image: np.ndarray, scale: float, detector: str) -> list[tuple[Box, float | None]]:
-        """`face_detections` in one scan of the whole image."""
+    def _whole_detections(self, image: np.ndarray, scale: float, detector: str,
+                          min_confidence: float) -> list[tuple[Box, float | None]]:
+        """`face_detections` in one scan of the whole image.
+
+        YuNet does not see faces larger than `faceapi.yunet.LARGEST_PX` whole: when the scan is larger
+        than that, those faces come from a scan `_YUNET_LEVEL_STEP` times smaller, and so on.
+        """
         scan, upsample, factor = _scanned(image, scale)
-        return [(box.scaled(factor), confidence) for box, confidence in self._scan(scan, upsample, detector)]
+        found = [(box.scaled(factor), confidence)
+                 for box, confidence in self._scan(scan, upsample, detector, min_confidence)]
+        if detector != "yunet" or max(scan.shape[:2]) * 2**upsample <= yunet.LARGEST_PX:
+            return found
+        largest = yunet.LARGEST_PX * factor / 2**upsample  # in image pixels
+        coarser = self._whole_detections(image, scale / _YUNET_LEVEL_STEP, detector, min_confidence)
+        return ([face for face in found if face[0].side <= largest]
+                + [face for face in coarser if face[0].side > largest])
 
-    def _scan(self, scan: np.ndarray, upsample: int, detector: str) -> list[tuple[Box, float | None]]:
+    def _scan(self, scan: np.ndarray, upsample: int, detector: str,
+              min_confidence: float) -> list[tuple[Box, float | None]]:
         """The faces one detector finds in ``scan``, doubled ``upsample`` times, in ``scan``'s pixels."""
+        if detector == "yunet":
+            for _ in range(upsample):
+                scan = pyramid_up(scan)
+            boxes = [(box, face.confidence) for face in yunet.detect(scan, min_confidence)
+                     if (box := _hog_like(face)).side >= yunet.SMALLEST_PX]
+            for _ in range(upsample):
+                boxes = [(_box_down(box), confidence) for box, confidence in boxes]
+            return boxes
         if detector == "cnn":
             return [(Box(d.rect.top, d.rect.right, d.rect.bottom, d.rect.left), d.confidence)
                     for d in self._cnn.detect(scan, upsample, threads=_CNN_THREADS)]
@@ -184,8 +221,8 @@ class FaceEngine:
             return [(Box(r.top(), r.right(), r.bottom(), r.left()), None)
                     for r in hog(np.ascontiguousarray(scan), upsample)]
 
-    def _banded_detections(self, image: np.ndarray, scale: float, detector: str,
-                           banding: Banding) -> list[tuple[Box, float | None]]:
+    def _banded_detections(self, image: np.ndarray, scale: float, detector: str, banding: Banding,
+                           min_confidence: float) -> list[tuple[Box, float | None]]:
         """`face_detections` in horizontal bands of the scanned image, and one coarser scan.
 
         The image is shrunk and doubled once, as a whole scan would shrink and double it, and cut
@@ -205,14 +242,14 @@ class FaceEngine:
         band_rows = max(3 * overlap, banding.band_pixels // width)
         step = _BAND_GRID * max(1, (band_rows - overlap) // _BAND_GRID)
         if step + overlap >= height:  # a very wide photo: no band would be smaller than the photo
-            return self._whole_detections(image, scale, detector)
+            return self._whole_detections(image, scale, detector, min_confidence)
         bands = [(top, min(height, top + step + overlap)) for top in range(0, height - overlap, step)]
 
         def faces_owned(top: int, bottom: int) -> list[tuple[Box, float | None]]:
             own_top = top + overlap / 2 if top > 0 else -math.inf
             own_bottom = bottom - overlap / 2 if bottom < height else math.inf
             kept = []
-            for box, confidence in self._scan(scan[top:bottom], 0, detector):
+            for box, confidence in self._scan(scan[top:bottom], 0, detector, min_confidence):
                 box = Box(box.top + top, box.right, box.bottom + top, box.left)
                 inside = (top == 0 or box.top >= top) and (bottom == height or box.bottom <= bottom)
                 if inside and own_top <= (box.top + box.bottom) / 2 < own_bottom:
@@ -226,7 +263,8 @@ class FaceEngine:
         coarse_scale = min(scale, 1.3 * DETECTORS[detector] / (0.75 * overlap / 2**upsample * factor))
         if coarse_scale < scale:
             found += [(box, confidence)
-                      for box, confidence in self.face_detections(image, coarse_scale, detector, banding)
+                      for box, confidence in self.face_detections(image, coarse_scale, detector, banding,
+                                                                  min_confidence)
                       if not any(box.iou(kept) > _SAME_FACE_IOU for kept, _ in found)]
         return found
 
@@ -290,6 +328,29 @@ def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
     # The decoder's draft scale has already done any large reduction.
     scan = shrunk(image, shrink) if shrink < 1 - 1e-6 else image
     return scan, upsample, max(image.shape[:2]) / max(scan.shape[:2])
+
+
+def _hog_like(face: yunet.Detection) -> Box:
+    """YuNet's box of a face as the square box dlib's HOG detector gives it (`_YUNET_TO_HOG`)."""
+    shift_x, shift_y, side_share = _YUNET_TO_HOG
+    centre_x = face.left + face.width * (0.5 + shift_x)
+    centre_y = face.top + face.height * (0.5 + shift_y)
+    half = side_share * math.sqrt(face.width * face.height) / 2
+    return Box(round(centre_y - half), round(centre_x + half), round(centre_y + half), round(centre_x - half))
+
+
+def _without_nested(found: list[tuple[Box, float | None]]) -> list[tuple[Box, float | None]]:
+    """``found`` without the boxes lying mostly inside a larger one (`_NESTED_SHARE`)."""
+    def nested(box: Box) -> bool:
+        for other, _ in found:
+            if other.area > box.area:
+                inner = Box(max(box.top, other.top), min(box.right, other.right), min(box.bottom, other.bottom),
+                            max(box.left, other.left))
+                if inner.area > _NESTED_SHARE * box.area:
+                    return True
+        return False
+
+    return [face for face in found if not nested(face[0])]
 
 
 def _box_down(box: Box) -> Box:

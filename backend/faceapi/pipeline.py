@@ -60,7 +60,7 @@ class FoundFace:
     box: Box
     encoding: np.ndarray | None = None
     landmarks: list[tuple[float, float]] | None = None
-    confidence: float | None = None  # the CNN's score; HOG gives none
+    confidence: float | None = None  # YuNet's or the CNN's score; HOG gives none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Pipeline:
         """Every face in the image (the ``max_faces`` largest, largest first, when given).
 
         :param min_face_px: the smallest face to search for, in uploaded pixels (None: the settings' default).
-        :param detector: ``"hog"`` or ``"cnn"`` (None: ``FACEAPI_DETECTOR``).
+        :param detector: ``"yunet"``, ``"hog"`` or ``"cnn"`` (None: ``FACEAPI_DETECTOR``).
         :raises faceapi.imaging.UnreadableImage, faceapi.imaging.ImageTooLarge: the bytes are no image it takes.
         """
         def choose(boxes: list[Box]) -> list[Box]:
@@ -137,7 +137,7 @@ class Pipeline:
 
         return self._analyse(data, min_face_px, detector, choose, encode=True, landmarks=False)
 
-    def decode_side(self, width: int, height: int, min_face_px: int | None, detector: str = "hog") -> int:
+    def decode_side(self, width: int, height: int, min_face_px: int | None, detector: str) -> int:
         """The longest side to decode an upload at: what its scan needs, and at least ``FACEAPI_ENCODE_SIDE_PX``."""
         scale = self.detect.plan(width, height, min_face_px, detector).scale
         return max(self.settings.encode_side_px, math.ceil(min(1.0, scale) * max(width, height)))
@@ -163,7 +163,8 @@ class Pipeline:
             image = decode_image(data, max_side_px=decode_side, max_pixels=settings.max_image_pixels,
                                  max_full_decode_pixels=settings.max_full_decode_pixels)
             plan = self.detect.plan(image.width, image.height, min_face_px, detector)
-            found = engine.face_detections(image.pixels, plan.scale * image.scale, detector)
+            found = engine.face_detections(image.pixels, plan.scale * image.scale, detector,
+                                           min_confidence=settings.min_detection_confidence)
             confidence = {id(box): score for box, score in found}
             boxes = choose([box for box, _ in found])
             chips = engine.face_chips(image.pixels, boxes) if encode and boxes else None

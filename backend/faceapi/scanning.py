@@ -16,8 +16,13 @@ import math
 
 # The smallest face box dlib's frontal face detector reports, in scanned pixels.
 SMALLEST_BOX_PX = 72
-# The smallest box of each detector: HOG's, and the CNN's 80x80 window on its pyramid's first level.
-DETECTORS = {"hog": SMALLEST_BOX_PX, "cnn": 80}
+# The smallest face each detector finds, in scanned pixels: YuNet's (90% of the WIDER FACE faces 20-40 px
+# wide found at the photo's own size: docs/DETECTORS.md), HOG's, and the CNN's 80x80 window on its
+# pyramid's first level. The first is the default detector.
+DETECTORS = {"yunet": 20, "hog": SMALLEST_BOX_PX, "cnn": 80}
+# The smallest face each detector searches for when neither the request nor `FACEAPI_MIN_FACE_PX` says:
+# YuNet at the photo's own size; HOG and the CNN from 36 px, as face_recognition's HOG searches (upsampled once).
+DEFAULT_MIN_FACE_PX = {"yunet": 20, "hog": 36, "cnn": 36}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +38,7 @@ class ScanPlan:
     scale: float
     min_face_px: int
     limited: bool
-    detector: str = "hog"
+    detector: str = "yunet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,29 +46,30 @@ class DetectOptions:
     """What a scan looks for when the caller does not say, and what it may cost at most
     (the defaults are settings: `faceapi.pipeline.detect_options`).
 
-    :param min_face_px: the smallest face searched by default, in uploaded pixels.
+    :param min_face_px: the smallest face searched by default, in uploaded pixels (None: the detector's own,
+        `DEFAULT_MIN_FACE_PX`).
     :param scan_side_px: by default, photos of more than ``full_search_pixels`` are scanned at
         most at this longest side: their default smallest face grows with the photo
         (``72 * longest / scan_side_px``), so that their default cost stays that of a
         ``scan_side_px`` image. None: no such bound.
     :param full_search_pixels: photos of at most this many pixels are searched from
         ``min_face_px`` by default, as face_recognition searches them (its HOG upsamples once).
-    :param max_scan_pixels: the most pixels any HOG scan may cover; a finer scan asked for is
+    :param max_scan_pixels: the most pixels any YuNet or HOG scan may cover; a finer scan asked for is
         clamped to it and reported as limited.
     :param cnn_max_scan_pixels: the same for the CNN, which costs far more per pixel.
     """
 
-    min_face_px: int
+    min_face_px: int | None
     scan_side_px: int | None
     max_scan_pixels: int
     cnn_max_scan_pixels: int
     full_search_pixels: int = 0
 
-    def plan(self, width: int, height: int, min_face_px: int | None = None, detector: str = "hog") -> ScanPlan:
+    def plan(self, width: int, height: int, min_face_px: int | None = None, detector: str = "yunet") -> ScanPlan:
         """The scan of a ``width`` x ``height`` upload for faces of ``min_face_px`` (None: the default)."""
         smallest = DETECTORS[detector]
         if min_face_px is None:
-            scale = smallest / self.min_face_px
+            scale = smallest / (self.min_face_px or DEFAULT_MIN_FACE_PX[detector])
             if self.scan_side_px and width * height > self.full_search_pixels:
                 scale = min(scale, self.scan_side_px / max(width, height))
         else:

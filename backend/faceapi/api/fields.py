@@ -383,7 +383,8 @@ def _detector() -> str | None:
 
 DETECTOR = Field("detector", {
     "type": "string", "enum": list(DETECTORS),
-    "description": "hog (fast, frontal faces) or cnn (also turned, tilted and partly hidden faces; slower); "
+    "description": "yunet (small, turned and partly hidden faces; fast), hog (frontal faces) or cnn (dlib's CNN; "
+                   "slowest); "
                    f"default FACEAPI_DETECTOR, {_default('detector')}"}, _detector)
 
 # The fields of every endpoint that detects faces in an uploaded image: the pipeline takes them as keywords.
