@@ -38,8 +38,8 @@ def pixels(relative: str, max_side_px: int = 1600):
 
 @pytest.fixture(scope="module")
 def exact(engine: FaceEngine) -> Pipeline:
-    """Detection on the image itself, as face_recognition does."""
-    return Pipeline(engine, Settings(workers=1, detect_side_px=0, max_scan_pixels=10**8))
+    """Detection on the image itself, as face_recognition does (its default detector, HOG)."""
+    return Pipeline(engine, Settings(workers=1, detector="hog", detect_side_px=0, max_scan_pixels=10**8))
 
 
 def test_asserted_obama_location(exact: Pipeline) -> None:
@@ -62,11 +62,11 @@ def test_exact_mode_equals_oracle(exact: Pipeline, relative: str) -> None:
 
 @pytest.mark.parametrize("relative", sorted(MEASURED))
 def test_default_mode_close_to_oracle(pipeline: Pipeline, relative: str) -> None:
-    """The fast default (detect on a copy of at most 1280 px, encode from at most 1600 px) finds the same faces.
+    """The fast default (YuNet on a copy of at most 1280 px, encode from at most 1600 px) finds the same faces.
 
-    Boxes come from a coarser scan, so they overlap the oracle's (IoU >= 0.7) rather than equal
-    them, and the landmarks and so the encodings move a little: at most 0.17 on these photos
-    (the worst is the small child's face in obama_and_biden.jpg), against 0.6 for a decision.
+    Its boxes are YuNet's mapped to HOG-like squares (`faceapi.engine._YUNET_TO_HOG`), so they
+    overlap the oracle's (IoU >= 0.6) rather than equal them, and the landmarks and so the
+    encodings move a little: at most 0.17 on these photos, against 0.6 for a decision.
     """
     faces = pipeline.find_faces(face_photo(relative).read_bytes()).faces
     expected = [Box(*box) for box in MEASURED[relative]["face_locations_hog_upsample1"]]
@@ -75,7 +75,7 @@ def test_default_mode_close_to_oracle(pipeline: Pipeline, relative: str) -> None
     oracle_encodings = face_recognition.face_encodings(oracle_image)
     for face in faces:
         best = max(range(len(expected)), key=lambda i: iou(face.box, expected[i]))
-        assert iou(face.box, expected[best]) >= 0.7
+        assert iou(face.box, expected[best]) >= 0.6
         assert face_distance(np.array([oracle_encodings[best]]), face.encoding)[0] <= 0.17
 
 

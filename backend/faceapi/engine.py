@@ -198,9 +198,10 @@ class FaceEngine:
         if detector != "yunet" or max(scan.shape[:2]) * 2**upsample <= yunet.LARGEST_PX:
             return found
         largest = yunet.LARGEST_PX * factor / 2**upsample  # in image pixels
+        kept = [face for face in found if face[0].side <= largest]
         coarser = self._whole_detections(image, scale / _YUNET_LEVEL_STEP, detector, min_confidence)
-        return ([face for face in found if face[0].side <= largest]
-                + [face for face in coarser if face[0].side > largest])
+        return kept + [(box, confidence) for box, confidence in coarser
+                       if box.side > largest and not any(box.iou(other) > _SAME_FACE_IOU for other, _ in kept)]
 
     def _scan(self, scan: np.ndarray, upsample: int, detector: str,
               min_confidence: float) -> list[tuple[Box, float | None]]:

@@ -20,7 +20,7 @@ import numpy as np
 from yuface.yuface import detect as _yuface_detect
 
 # The score a face needs by default (`FACEAPI_MIN_DETECTION_CONFIDENCE`; measured: docs/DETECTORS.md).
-MIN_CONFIDENCE = 0.6
+MIN_CONFIDENCE = 0.75
 # Faces smaller than this many scanned pixels are not reported: most of YuNet's boxes below it, at any score,
 # were not faces in the benchmark (docs/DETECTORS.md). The scan plan searches from 20 (`faceapi.scanning`).
 SMALLEST_PX = 16
