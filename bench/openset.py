@@ -64,9 +64,9 @@ class Outcomes:
         return np.array([openset.false_match_rate(score, self.size, calibration) for score in self.evidence])
 
 
-def people_photos() -> dict[str, np.ndarray]:
+def people_photos(source: pathlib.Path = LFW) -> dict[str, np.ndarray]:
     """Each person's encodings (photos where a face was found), by name."""
-    data = np.load(LFW)
+    data = np.load(source)
     photos: dict[str, list[np.ndarray]] = defaultdict(list)
     for path, found, encoding in zip(data["files"], data["found"], data["encodings"], strict=True):
         if found:
@@ -256,8 +256,10 @@ def main() -> None:
     parser.add_argument("--holdout", action="store_true", help="calibrate on half the people, measure the other")
     parser.add_argument("--verify", action="store_true", help="measure /verify's false accepts and rejects")
     parser.add_argument("--spread", type=int, metavar="DRAWS", help="FPIR of each of DRAWS galleries per size")
+    parser.add_argument("--encodings", type=pathlib.Path, default=LFW,
+                        help="another file of encodings laid out as it is (bench/lfw_encodings.py)")
     args = parser.parse_args()
-    photos = people_photos()
+    photos = people_photos(args.encodings)
     print(f"{len(photos)} people, {sum(len(p) for p in photos.values())} photos with a face")
     if args.verify:
         verification(photos)

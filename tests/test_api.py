@@ -57,10 +57,10 @@ def test_empty_gallery_and_no_face(client) -> None:
     [face] = recognize(client, "tests/test_images/obama.jpg").json["faces"]
     assert face["name"] is None and face["distance"] is None
     response = client.post("/recognize", data={"image": upload(png_bytes(), "blank.png")})
-    # A 320 px photo is searched for faces from 36 px (the default: 72 px boxes on a copy doubled once).
+    # A 320 px photo is searched for faces from 20 px (the default: YuNet on the photo at its own size).
     assert response.status_code == 200
     assert response.json == {"image": {"width": 320, "height": 240}, "faces": [],
-                             "detection": {"min_face_px": 36, "limited": False, "detector": "hog"}}
+                             "detection": {"min_face_px": 20, "limited": False, "detector": "yunet"}}
 
 
 def test_enroll_is_all_or_nothing(client) -> None:

@@ -40,14 +40,19 @@ def test_every_detecting_endpoint_takes_the_detector(client, path: str) -> None:
     if path != "/enroll":
         [face] = cnn.json["faces"]
         assert 0 < face["confidence"] < 2  # the CNN's score (not a probability: about 1 for a clear face)
-    hog = client.post(path, data=ENDPOINTS[path]())
+    hog = client.post(path, data={**ENDPOINTS[path](), "detector": "hog"})
     assert hog.status_code in (200, 201) and _detection(hog.json)["detector"] == "hog"
     assert all("confidence" not in face for face in hog.json["faces"] if "box" in face and path != "/enroll")
+    default = client.post(path, data=ENDPOINTS[path]())
+    assert default.status_code in (200, 201) and _detection(default.json)["detector"] == "yunet"
+    if path != "/enroll":
+        [face] = default.json["faces"]
+        assert 0.75 <= face["confidence"] <= 1  # YuNet's score, at least FACEAPI_MIN_DETECTION_CONFIDENCE
 
 
 @pytest.mark.store_independent
 @pytest.mark.parametrize("path", sorted(ENDPOINTS))
-@pytest.mark.parametrize("value", ["CNN", "mmod", "", "hog,cnn"])
+@pytest.mark.parametrize("value", ["CNN", "mmod", "", "hog,cnn", "YuNet"])
 def test_bad_detector(client, path: str, value: str) -> None:
     response = client.post(path, data={**ENDPOINTS[path](), "detector": value})
     assert response.status_code == 400 and response.json["error"]["code"] == "invalid_detector", response.json

@@ -100,7 +100,7 @@ def test_detect_with_landmarks_finds_the_labelled_faces(client, photo: str, labe
         assert max(x for x, _ in points["left_eye"]) < min(x for x, _ in points["right_eye"])
         assert max(y for _, y in points["right_eye"] + points["left_eye"]) < points["nose_tip"][0][1]
     plain = _post(client, "/detect", image=photo)
-    assert all(set(face) == {"box"} for face in plain.json["faces"])
+    assert all(set(face) == {"box", "confidence"} for face in plain.json["faces"])
 
 
 def test_top_k_ranks_distinct_people(client) -> None:
@@ -155,7 +155,8 @@ def test_posted_encodings_answer_as_their_photos(client) -> None:
         encodings = [f["encoding"] for f in _post(client, "/encode", image=photo).json["faces"]]
         by_encoding = client.post("/recognize", json={"encodings": encodings, "top_k": 2})
         assert by_encoding.status_code == 200, by_encoding.json
-        assert by_encoding.json["faces"] == [{k: v for k, v in f.items() if k != "box"} for f in by_photo]
+        assert by_encoding.json["faces"] == [{k: v for k, v in f.items() if k not in ("box", "confidence")}
+                                             for f in by_photo]
     # The same face enrolled from the photo instead: the same decisions and distances.
     photo_enrolled = recognize(client, "tests/test_images/obama2.jpg").json["faces"][0]
     assert client.delete("/people/obama").status_code == 200

@@ -45,6 +45,7 @@ from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.imaging import shrunk
 from faceapi.matching import ENCODING_WIDTH
+from faceapi.memory import host_wide_detection
 from faceapi.models import ModelPaths
 from faceapi.models import model_id
 from faceapi.scanning import DETECTORS
@@ -99,9 +100,14 @@ class Banding:
 
 
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
-# HOG in bands of 4 MP (about 30 MB); YuNet in bands of 1 MP (about 45 MB). The CNN bounds its own memory,
-# exactly (`faceapi.cnn`: its pyramid and network are made in bands), so it scans whole.
-BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(1_000_000, 256)}
+# HOG in bands of 4 MP (about 30 MB); YuNet in bands of 1.3 MP (about 80 MB: it needs 60 MB a megapixel, so
+# it runs one detection at a time on the host, `faceapi.memory.host_wide_detection`), which scans a photo
+# bounded to 1280 px (`FACEAPI_DETECT_SIDE_PX`) whole. The CNN bounds its own memory, exactly (`faceapi.cnn`:
+# its pyramid and network are made in bands), so it scans whole.
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(1_300_000, 256)}
+# The size, in scanned pixels, at which the faces too large for the bands show in the coarse scan that finds
+# them: 1.3 times the smallest a detector finds; YuNet's boxes are steadier larger (docs/DETECTORS.md).
+_COARSE_FACE_PX = {"hog": 1.3 * DETECTORS["hog"], "cnn": 1.3 * DETECTORS["cnn"], "yunet": 48}
 # A HOG detector that scanned more pixels than this is replaced by a copy after (`FaceEngine._borrowed_detector`).
 _HOG_KEEPS_PIXELS = 1_000_000
 # Band tops sit on multiples of this many scanned rows, the cells of both detectors' first pyramid level,
@@ -183,7 +189,11 @@ class FaceEngine:
             found = self._whole_detections(image, scale, detector, min_confidence)
         else:
             found = self._banded_detections(image, scale, detector, banding, min_confidence)
-        return _without_nested(found) if detector == "yunet" else found
+        if detector != "yunet":
+            return found
+        large = yunet.LARGE_FACE_SHARE * min(image.shape[:2])
+        return _without_nested([(box, confidence) for box, confidence in found
+                                if box.side < large or confidence >= yunet.LARGE_FACE_CONFIDENCE])
 
     def _whole_detections(self, image: np.ndarray, scale: float, detector: str,
                           min_confidence: float) -> list[tuple[Box, float | None]]:
@@ -209,8 +219,9 @@ class FaceEngine:
         if detector == "yunet":
             for _ in range(upsample):
                 scan = pyramid_up(scan)
-            boxes = [(box, face.confidence) for face in yunet.detect(scan, min_confidence)
-                     if (box := _hog_like(face)).side >= yunet.SMALLEST_PX]
+            with host_wide_detection():
+                faces = yunet.detect(scan, min_confidence)
+            boxes = [(box, face.confidence) for face in faces if (box := _hog_like(face)).side >= yunet.SMALLEST_PX]
             for _ in range(upsample):
                 boxes = [(_box_down(box), confidence) for box, confidence in boxes]
             return boxes
@@ -246,6 +257,10 @@ class FaceEngine:
             return self._whole_detections(image, scale, detector, min_confidence)
         bands = [(top, min(height, top + step + overlap)) for top in range(0, height - overlap, step)]
 
+        # YuNet reports a face the band cuts as a smaller face inside the band: its bands keep only the faces
+        # they see whole (up to 3/4 of the overlap), the coarse scan the others.
+        largest = 0.75 * overlap if detector == "yunet" else math.inf
+
         def faces_owned(top: int, bottom: int) -> list[tuple[Box, float | None]]:
             own_top = top + overlap / 2 if top > 0 else -math.inf
             own_bottom = bottom - overlap / 2 if bottom < height else math.inf
@@ -253,7 +268,7 @@ class FaceEngine:
             for box, confidence in self._scan(scan[top:bottom], 0, detector, min_confidence):
                 box = Box(box.top + top, box.right, box.bottom + top, box.left)
                 inside = (top == 0 or box.top >= top) and (bottom == height or box.bottom <= bottom)
-                if inside and own_top <= (box.top + box.bottom) / 2 < own_bottom:
+                if inside and box.side <= largest and own_top <= (box.top + box.bottom) / 2 < own_bottom:
                     for _ in range(upsample):
                         box = _box_down(box)
                     kept.append((box.scaled(factor), confidence))
@@ -261,7 +276,7 @@ class FaceEngine:
 
         # One band after another: two at once would hold twice the memory that banding bounds.
         found = [face for top, bottom in bands for face in faces_owned(top, bottom)]
-        coarse_scale = min(scale, 1.3 * DETECTORS[detector] / (0.75 * overlap / 2**upsample * factor))
+        coarse_scale = min(scale, _COARSE_FACE_PX[detector] / (0.75 * overlap / 2**upsample * factor))
         if coarse_scale < scale:
             found += [(box, confidence)
                       for box, confidence in self.face_detections(image, coarse_scale, detector, banding,

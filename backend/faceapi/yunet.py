@@ -6,10 +6,10 @@ Two limits of the network shape how `faceapi.engine` uses it:
 
 - Faces larger than about `LARGEST_PX` scanned pixels come out cut or twice, so a scan larger
   than that is followed by a coarser one for the larger faces (`faceapi.engine`).
-- Its memory grows with the pixels scanned (about 45 MB a megapixel), so large scans run in bands.
+- Its memory grows with the pixels scanned (about 60 MB a megapixel while it runs), so scans over 1.3 MP
+  run in bands, and one detection runs at a time on the host (`faceapi.memory.host_wide_detection`).
 
-The call holds the GIL and runs on libgomp's threads (``OMP_NUM_THREADS``, two by default here:
-`faceapi.memory` keeps one detection at a time per host).
+The call holds the GIL and spreads over the cores on libgomp's threads (``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from yuface.yuface import detect as _yuface_detect
 
 # The score a face needs by default (`FACEAPI_MIN_DETECTION_CONFIDENCE`; measured: docs/DETECTORS.md).
 MIN_CONFIDENCE = 0.75
+# A box this share of the photo's shorter side or larger needs at least `LARGE_FACE_CONFIDENCE`: YuNet scores
+# the photo's subject 0.85 or more (every one of 800 LFW photos, faces about 45% of the side), while boxes on
+# paintings, hands and foliage that large scored 0.57-0.81 (docs/DETECTORS.md).
+LARGE_FACE_SHARE = 0.25
+LARGE_FACE_CONFIDENCE = 0.85
 # Faces smaller than this many scanned pixels are not reported: most of YuNet's boxes below it, at any score,
 # were not faces in the benchmark (docs/DETECTORS.md). The scan plan searches from 20 (`faceapi.scanning`).
 SMALLEST_PX = 16
