@@ -91,12 +91,15 @@ class Banding:
 
     :param band_pixels: the most scanned pixels one scan or band covers: its memory (HOG about
         7.5 MB per million, measured in docs/BENCHMARKS.md).
-    :param overlap_px: scanned rows neighbouring bands share; faces up to 3/4 of it are found in
-        the bands, larger ones by one coarser scan of the whole image.
+    :param overlap_px: scanned rows (and columns) neighbouring bands share; faces up to 3/4 of it are
+        found in the bands, larger ones by one coarser scan of the whole image.
+    :param band_width_px: the widest band, in scanned pixels: wider scans are also cut into columns
+        (None: bands span the scan's width).
     """
 
     band_pixels: int
     overlap_px: int
+    band_width_px: int | None = None
 
 
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
@@ -104,7 +107,7 @@ WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are
 # it runs one detection at a time on the host, `faceapi.memory.host_wide_detection`), which scans a photo
 # bounded to 1280 px (`FACEAPI_DETECT_SIDE_PX`) whole. The CNN bounds its own memory, exactly (`faceapi.cnn`:
 # its pyramid and network are made in bands), so it scans whole.
-BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(1_300_000, 256)}
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(1_300_000, 256, 1280)}
 # The size, in scanned pixels, at which the faces too large for the bands show in the coarse scan that finds
 # them: 1.3 times the smallest a detector finds; YuNet's boxes are steadier larger (docs/DETECTORS.md).
 _COARSE_FACE_PX = {"hog": 1.3 * DETECTORS["hog"], "cnn": 1.3 * DETECTORS["cnn"], "yunet": 48}
@@ -239,7 +242,8 @@ class FaceEngine:
 
         The image is shrunk and doubled once, as a whole scan would shrink and double it, and cut
         into bands whose tops sit on the detector's pyramid grid (`_BAND_GRID`), so a small face
-        is seen in its band as in the whole image. Neighbouring bands share ``banding.overlap_px`` scanned rows, and
+        is seen in its band as in the whole image (and, wider than ``banding.band_width_px``, into
+        columns alike). Neighbouring bands share ``banding.overlap_px`` scanned rows, and
         each band keeps only the faces whose centre lies in its own share of the rows and whose
         box lies inside it: a face up to 3/4 of the overlap lies whole in the band that owns its
         centre, so it is found once. Larger faces come from one scan of the whole image at a scale
@@ -251,31 +255,29 @@ class FaceEngine:
             scan = pyramid_up(scan)
         height, width = scan.shape[:2]
         overlap = _BAND_GRID * math.ceil(banding.overlap_px / _BAND_GRID)
-        band_rows = max(3 * overlap, banding.band_pixels // width)
-        step = _BAND_GRID * max(1, (band_rows - overlap) // _BAND_GRID)
-        if step + overlap >= height:  # a very wide photo: no band would be smaller than the photo
+        columns = _spans(width, banding.band_width_px or width, overlap)
+        band_width = max(right - left for left, right in columns)
+        rows = _spans(height, max(3 * overlap, banding.band_pixels // band_width), overlap)
+        if len(rows) == len(columns) == 1:  # a very wide photo: no band would be smaller than the photo
             return self._whole_detections(image, scale, detector, min_confidence)
-        bands = [(top, min(height, top + step + overlap)) for top in range(0, height - overlap, step)]
-
         # YuNet reports a face the band cuts as a smaller face inside the band: its bands keep only the faces
         # they see whole (up to 3/4 of the overlap), the coarse scan the others.
         largest = 0.75 * overlap if detector == "yunet" else math.inf
 
-        def faces_owned(top: int, bottom: int) -> list[tuple[Box, float | None]]:
-            own_top = top + overlap / 2 if top > 0 else -math.inf
-            own_bottom = bottom - overlap / 2 if bottom < height else math.inf
+        def faces_owned(top: int, bottom: int, left: int, right: int) -> list[tuple[Box, float | None]]:
             kept = []
-            for box, confidence in self._scan(scan[top:bottom], 0, detector, min_confidence):
-                box = Box(box.top + top, box.right, box.bottom + top, box.left)
-                inside = (top == 0 or box.top >= top) and (bottom == height or box.bottom <= bottom)
-                if inside and box.side <= largest and own_top <= (box.top + box.bottom) / 2 < own_bottom:
+            for box, confidence in self._scan(scan[top:bottom, left:right], 0, detector, min_confidence):
+                box = Box(box.top + top, box.right + left, box.bottom + top, box.left + left)
+                if (box.side <= largest and _owned(box.top, box.bottom, top, bottom, height, overlap)
+                        and _owned(box.left, box.right, left, right, width, overlap)):
                     for _ in range(upsample):
                         box = _box_down(box)
                     kept.append((box.scaled(factor), confidence))
             return kept
 
         # One band after another: two at once would hold twice the memory that banding bounds.
-        found = [face for top, bottom in bands for face in faces_owned(top, bottom)]
+        found = [face for top, bottom in rows for left, right in columns
+                 for face in faces_owned(top, bottom, left, right)]
         coarse_scale = min(scale, _COARSE_FACE_PX[detector] / (0.75 * overlap / 2**upsample * factor))
         if coarse_scale < scale:
             found += [(box, confidence)
@@ -344,6 +346,23 @@ def _scanned(image: np.ndarray, scale: float) -> tuple[np.ndarray, int, float]:
     # The decoder's draft scale has already done any large reduction.
     scan = shrunk(image, shrink) if shrink < 1 - 1e-6 else image
     return scan, upsample, max(image.shape[:2]) / max(scan.shape[:2])
+
+
+def _spans(length: int, most: int, overlap: int) -> list[tuple[int, int]]:
+    """Where bands of at most ``most`` scanned pixels (``overlap`` shared, starts on `_BAND_GRID`) cut ``length``."""
+    step = _BAND_GRID * max(1, (most - overlap) // _BAND_GRID)
+    if most >= length or step + overlap >= length:
+        return [(0, length)]
+    return [(start, min(length, start + step + overlap)) for start in range(0, length - overlap, step)]
+
+
+def _owned(low: int, high: int, start: int, end: int, length: int, overlap: int) -> bool:
+    """Whether the band ``[start, end)`` of a scan ``length`` long keeps a face spanning ``[low, high)`` along
+    it: the face lies inside the band, and its centre in the band's own share (half the overlap each side)."""
+    inside = (start == 0 or low >= start) and (end == length or high <= end)
+    own_start = start + overlap / 2 if start > 0 else -math.inf
+    own_end = end - overlap / 2 if end < length else math.inf
+    return inside and own_start <= (low + high) / 2 < own_end
 
 
 def _hog_like(face: yunet.Detection) -> Box:
