@@ -106,7 +106,8 @@ print(len(found), rss_mb("VmHWM") - before)
 def test_a_fine_scan_of_a_12_mp_photo_needs_the_memory_of_one_band(detector: str, scale: float,
                                                                    most_mb: float) -> None:
     """The 12 MP class photo searched from 80 px: by HOG 9.7 MP scanned (29 MB of pixels), in bands its peak
-    is about that copy (measured: 17-30 MB), in one pass twice that (63 MB); by YuNet 3 MP scanned, in bands of at most 1.3 MP (at most 80 MB; measured: 41 MB), in one pass 139 MB."""
+    is about that copy (measured: 17-30 MB), in one pass twice that (63 MB); by YuNet 3 MP scanned, in bands
+    of at most 1.3 MP (at most 80 MB; measured: 41 MB), in one pass 139 MB."""
     peaks = {}
     for mode in ("whole", "banded"):
         result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, mode, detector, str(scale)],
