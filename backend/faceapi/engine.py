@@ -45,7 +45,6 @@ from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.imaging import shrunk
 from faceapi.matching import ENCODING_WIDTH
-from faceapi.memory import host_wide_detection
 from faceapi.models import ModelPaths
 from faceapi.models import model_id
 from faceapi.scanning import DETECTORS
@@ -103,11 +102,11 @@ class Banding:
 
 
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
-# HOG in bands of 4 MP (about 30 MB); YuNet in bands of 1.3 MP (about 80 MB: it needs 60 MB a megapixel, so
-# it runs one detection at a time on the host, `faceapi.memory.host_wide_detection`), which scans a photo
-# bounded to 1280 px (`FACEAPI_DETECT_SIDE_PX`) whole. The CNN bounds its own memory, exactly (`faceapi.cnn`:
-# its pyramid and network are made in bands), so it scans whole.
-BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(1_300_000, 256, 1280)}
+# HOG in bands of 4 MP (about 30 MB); YuNet in bands of 0.8 MP (about 50 MB: it needs 60 MB a megapixel, and
+# a process runs one at a time), which scans a photo bounded to 1024 px (its `FACEAPI_DETECT_SIDE_PX`) whole.
+# The CNN bounds its own memory, exactly (`faceapi.cnn`: its pyramid and network are made in bands), so it
+# scans whole.
+BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(800_000, 192, 1280)}
 # The size, in scanned pixels, at which the faces too large for the bands show in the coarse scan that finds
 # them: 1.3 times the smallest a detector finds; YuNet's boxes are steadier larger (docs/DETECTORS.md).
 _COARSE_FACE_PX = {"hog": 1.3 * DETECTORS["hog"], "cnn": 1.3 * DETECTORS["cnn"], "yunet": 48}
@@ -154,6 +153,8 @@ class FaceEngine:
         self._encoder = FaceEncoder.load(paths.encoder)
         self._cnn = CnnFaceDetector.load(paths.cnn_detector or ModelPaths.from_package().cnn_detector)
         self._predictor_lock = threading.Lock()
+        # One YuNet detection at a time in this process: it needs about 60 MB a megapixel while it runs.
+        self._yunet_lock = threading.Lock()
         # Building dlib's detector takes about 0.4 s; a copy of a built one, 3 ms.
         self._pristine_detector = dlib.get_frontal_face_detector()
         self._detectors: queue.SimpleQueue[dlib.fhog_object_detector] = queue.SimpleQueue()
@@ -222,7 +223,7 @@ class FaceEngine:
         if detector == "yunet":
             for _ in range(upsample):
                 scan = pyramid_up(scan)
-            with host_wide_detection():
+            with self._yunet_lock:
                 faces = yunet.detect(scan, min_confidence)
             boxes = [(box, face.confidence) for face in faces if (box := _hog_like(face)).side >= yunet.SMALLEST_PX]
             for _ in range(upsample):

@@ -91,22 +91,6 @@ def host_wide_turn(large: bool, service: str) -> Iterator[None]:
             fcntl.flock(turn, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def host_wide_detection() -> Iterator[None]:
-    """One YuNet detection at a time on this host, across every process and thread of this user.
-
-    YuNet needs about 60 MB a megapixel while it runs (`faceapi.yunet`) and already spreads each
-    detection over the cores (OpenMP): run one at a time, the host holds one working set, not one
-    per worker, and loses no throughput.
-    """
-    with open(_DETECTION_LOCK_PATH, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def turn_lock_paths(service: str) -> tuple[str, str]:
     """The gate and turn lock files of ``service`` (the store's location, as `Settings.store_location` gives
     it): ``<shm>/faceapi-<uid>-<16 hex digits of its SHA-256>-{gate,turn}.lock``. README says how to find them."""
@@ -115,4 +99,3 @@ def turn_lock_paths(service: str) -> tuple[str, str]:
 
 
 _LOCK_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-_DETECTION_LOCK_PATH = os.path.join(_LOCK_DIR, f"faceapi-{os.getuid()}-yunet.lock")

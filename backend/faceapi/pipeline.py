@@ -82,7 +82,7 @@ Chooser = Callable[[list[Box]], list[Box]]
 
 def detect_options(settings: Settings) -> DetectOptions:
     """How hard detection looks by default and at most, from the settings."""
-    return DetectOptions(settings.min_face_px, settings.detect_side_px or None, settings.max_scan_pixels,
+    return DetectOptions(settings.min_face_px, settings.detect_side_px, settings.max_scan_pixels,
                          settings.cnn_max_scan_pixels, settings.full_search_pixels)
 
 

@@ -20,6 +20,10 @@ SMALLEST_BOX_PX = 72
 # wide found at the photo's own size: docs/DETECTORS.md), HOG's, and the CNN's 80x80 window on its
 # pyramid's first level. The first is the default detector.
 DETECTORS = {"yunet": 20, "hog": SMALLEST_BOX_PX, "cnn": 80}
+# The longest side each detector scans a photo over `FACEAPI_FULL_SEARCH_PIXELS` at when neither the request nor
+# `FACEAPI_DETECT_SIDE_PX` says: YuNet's 1024 px cost what HOG's 1280 px did (a 12 MP photo: faces from 79 px,
+# HOG's from 225 px; docs/DETECTORS.md).
+DEFAULT_SCAN_SIDE_PX = {"yunet": 1024, "hog": 1280, "cnn": 1280}
 # The smallest face each detector searches for when neither the request nor `FACEAPI_MIN_FACE_PX` says:
 # YuNet at the photo's own size; HOG and the CNN from 36 px, as face_recognition's HOG searches (upsampled once).
 DEFAULT_MIN_FACE_PX = {"yunet": 20, "hog": 36, "cnn": 36}
@@ -50,8 +54,8 @@ class DetectOptions:
         `DEFAULT_MIN_FACE_PX`).
     :param scan_side_px: by default, photos of more than ``full_search_pixels`` are scanned at
         most at this longest side: their default smallest face grows with the photo
-        (``72 * longest / scan_side_px``), so that their default cost stays that of a
-        ``scan_side_px`` image. None: no such bound.
+        (``DETECTORS[detector] * longest / scan_side_px``), so that their default cost stays that of a
+        ``scan_side_px`` image. None: the detector's own (`DEFAULT_SCAN_SIDE_PX`); 0: no such bound.
     :param full_search_pixels: photos of at most this many pixels are searched from
         ``min_face_px`` by default, as face_recognition searches them (its HOG upsamples once).
     :param max_scan_pixels: the most pixels any YuNet or HOG scan may cover; a finer scan asked for is
@@ -70,8 +74,9 @@ class DetectOptions:
         smallest = DETECTORS[detector]
         if min_face_px is None:
             scale = smallest / (self.min_face_px or DEFAULT_MIN_FACE_PX[detector])
-            if self.scan_side_px and width * height > self.full_search_pixels:
-                scale = min(scale, self.scan_side_px / max(width, height))
+            side = DEFAULT_SCAN_SIDE_PX[detector] if self.scan_side_px is None else self.scan_side_px
+            if side and width * height > self.full_search_pixels:
+                scale = min(scale, side / max(width, height))
         else:
             scale = smallest / min_face_px
         cap = self.cnn_max_scan_pixels if detector == "cnn" else self.max_scan_pixels

@@ -6,18 +6,22 @@ Two limits of the network shape how `faceapi.engine` uses it:
 
 - Faces larger than about `LARGEST_PX` scanned pixels come out cut or twice, so a scan larger
   than that is followed by a coarser one for the larger faces (`faceapi.engine`).
-- Its memory grows with the pixels scanned (about 60 MB a megapixel while it runs), so scans over 1.3 MP
-  run in bands, and one detection runs at a time on the host (`faceapi.memory.host_wide_detection`).
+- Its memory grows with the pixels scanned (about 60 MB a megapixel while it runs), so large scans run in
+  bands, and a process runs one detection at a time (`faceapi.engine`).
 
-The call holds the GIL and spreads over the cores on libgomp's threads (``OMP_NUM_THREADS``).
+The network runs with the GIL released, on one core: under load the service's workers fill the cores, as
+they do with HOG (spread over two cores by OpenMP, one detection was 1.5 times as fast and the service half
+as fast under load: docs/DETECTORS.md).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import pathlib
 
 import numpy as np
-from yuface.yuface import detect as _yuface_detect
+import yuface
 
 # The score a face needs by default (`FACEAPI_MIN_DETECTION_CONFIDENCE`; measured: docs/DETECTORS.md).
 MIN_CONFIDENCE = 0.75
@@ -54,11 +58,49 @@ def detect(rgb: np.ndarray, min_confidence: float) -> list[Detection]:
         raise ValueError(f"the image must be (h, w, 3) uint8, not {rgb.shape} {rgb.dtype}")
     if min(rgb.shape[:2]) < 8:
         return []
-    rows = _yuface_detect(np.ascontiguousarray(rgb[:, :, ::-1]))  # the network reads BGR
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the network reads BGR
+    results = np.zeros(_RESULT_BYTES // 4, np.int32)
+    _omp_set_num_threads(1)  # this thread's detections on one core: the service runs one per worker at a time
+    _facedetect_cnn(results.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
+    count = int(results[0])
+    rows = results[1:1 + count * _ROW_SHORTS // 2].view(np.int16).reshape(count, _ROW_SHORTS).astype(np.int64)
     found = []
-    for row in rows.astype(np.int64):
+    for row in rows:
         confidence = row[0] / 100
         if confidence >= min_confidence:
             points = tuple((int(row[5 + 2 * i]), int(row[6 + 2 * i])) for i in range(_POINTS))
             found.append(Detection(int(row[1]), int(row[2]), int(row[3]), int(row[4]), confidence, points))
     return sorted(found, key=lambda d: -d.confidence)
+
+
+def _load_omp_set_num_threads() -> ctypes._CFuncPtr:
+    """``omp_set_num_threads`` of the libgomp the wheel bundles (and libfacedetection uses): it sets the
+    threads of the calling thread's parallel regions."""
+    [libgomp] = (pathlib.Path(yuface.__file__).parent.parent / "yuface.libs").glob("libgomp*.so*")
+    function = ctypes.CDLL(str(libgomp)).omp_set_num_threads
+    function.restype = None
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
+def _load_facedetect_cnn() -> ctypes._CFuncPtr:
+    """libfacedetection's own entry point, from the wheel: ``int* facedetect_cnn(unsigned char* result_buffer,
+    unsigned char* bgr, int width, int height, int step)``.
+
+    Called through ctypes rather than the wheel's Python binding, which holds the GIL for the whole
+    detection (0.1 s a megapixel) and returns coordinates as unsigned (a box reaching past the left or
+    top edge came back near 65 535). ctypes releases the GIL while the network runs.
+    """
+    library = ctypes.CDLL(str(pathlib.Path(yuface.__file__).parent / "libfacedetection.so"))
+    function = library._Z14facedetect_cnnPhS_iii  # the C++ name of facedetect_cnn(uchar*, uchar*, int, int, int)
+    function.restype = ctypes.POINTER(ctypes.c_int)
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    return function
+
+
+# libfacedetection's result buffer (DETECT_BUFFER_SIZE): the face count, then 16 shorts a face (score 0-100,
+# x, y, width, height, five points, one unused), room for 1 151 faces.
+_RESULT_BYTES = 0x9000
+_ROW_SHORTS = 16
+_facedetect_cnn = _load_facedetect_cnn()
+_omp_set_num_threads = _load_omp_set_num_threads()
