@@ -1,7 +1,7 @@
 """YuNet, the face detector of libfacedetection (Shiqi Yu et al., BSD-3; weights compiled into the ``yuface`` wheel).
 
 A 2023 anchor-free network trained on WIDER FACE: it finds faces from about 10 px up, turned
-and small ones included, at about 0.06-0.09 s a megapixel on two cores (docs/DETECTORS.md).
+and small ones included, at about 0.12 s a megapixel on one core (docs/DETECTORS.md).
 Two limits of the network shape how `faceapi.engine` uses it:
 
 - Faces larger than about `LARGEST_PX` scanned pixels come out cut or twice, so a scan larger
@@ -10,8 +10,9 @@ Two limits of the network shape how `faceapi.engine` uses it:
   bands, and a process runs one detection at a time (`faceapi.engine`).
 
 The network runs with the GIL released, on one core: under load the service's workers fill the cores, as
-they do with HOG (spread over two cores by OpenMP, one detection was 1.5 times as fast and the service half
-as fast under load: docs/DETECTORS.md).
+they do with HOG. Spread over two cores by OpenMP, one detection is 1.2-1.5 times as fast, but the service
+under load was no faster with libgomp's passive wait and 10% slower with its default spinning
+(docs/DETECTORS.md).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def detect(rgb: np.ndarray, min_confidence: float) -> list[Detection]:
         return []
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the network reads BGR
     results = np.zeros(_RESULT_BYTES // 4, np.int32)
-    _omp_set_num_threads(1)  # this thread's detections on one core: the service runs one per worker at a time
+    _omp_set_num_threads(1)  # on one core: the workers fill the cores (docs/DETECTORS.md)
     _facedetect_cnn(results.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
     count = int(results[0])
     rows = results[1:1 + count * _ROW_SHORTS // 2].view(np.int16).reshape(count, _ROW_SHORTS).astype(np.int64)
