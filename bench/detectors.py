@@ -1,4 +1,4 @@
-"""HOG and dlib's CNN through the pipeline, side by side: faces found and time, per labelled photo.
+"""YuNet, HOG and dlib's CNN through the pipeline, side by side: faces found and time, per labelled photo.
 
 Usage: OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/detectors.py [--repeats 3]
 
@@ -23,7 +23,8 @@ from faceapi.config import Settings
 from faceapi.engine import FaceEngine
 from faceapi.pipeline import Pipeline
 
-VARIANTS = {"HOG, default": ("hog", None), "CNN, default": ("cnn", None), "HOG, from 40 px": ("hog", 40),
+VARIANTS = {"YuNet, default": ("yunet", None), "HOG, default": ("hog", None), "CNN, default": ("cnn", None),
+            "YuNet, from 40 px": ("yunet", 40), "HOG, from 40 px": ("hog", 40),
             "CNN, from 40 px": ("cnn", 40)}
 
 

@@ -46,7 +46,7 @@ def encode_at(engine: FaceEngine, image: Image.Image, face_side: float | None) -
         image = image.resize((max(1, round(image.width * face_side)), max(1, round(image.height * face_side))),
                              Image.LANCZOS)
     pixels = np.asarray(image)
-    boxes = largest_first(engine.face_locations(pixels, scale=3.0), 1)
+    boxes = largest_first(engine.face_locations(pixels, scale=3.0, detector="hog"), 1)
     if not boxes:
         return np.full(128, np.nan), 0
     return engine.face_encodings(pixels, boxes)[0], boxes[0].side

@@ -62,11 +62,12 @@ def test_exact_mode_equals_oracle(exact: Pipeline, relative: str) -> None:
 
 @pytest.mark.parametrize("relative", sorted(MEASURED))
 def test_default_mode_close_to_oracle(pipeline: Pipeline, relative: str) -> None:
-    """The fast default (YuNet on a copy of at most 1280 px, encode from at most 1600 px) finds the same faces.
+    """The fast default (YuNet on a copy of at most 1024 px, encode from at most 1600 px) finds the same faces.
 
-    Its boxes are YuNet's mapped to HOG-like squares (`faceapi.engine._YUNET_TO_HOG`), so they
-    overlap the oracle's (IoU >= 0.6) rather than equal them, and the landmarks and so the
-    encodings move a little: at most 0.17 on these photos, against 0.6 for a decision.
+    Its boxes are YuNet's five points mapped to HOG-like squares (`faceapi.engine._YUNET_TO_HOG`), so
+    they overlap the oracle's (IoU >= 0.6) rather than equal them, and the landmarks and so the
+    encodings move a little: at most 0.17 on these photos, against 0.6 for a decision, but for the small
+    child's face in obama_and_biden.jpg (155 px, turned; 0.27, where HOG's own default moved it 0.16).
     """
     faces = pipeline.find_faces(face_photo(relative).read_bytes()).faces
     expected = [Box(*box) for box in MEASURED[relative]["face_locations_hog_upsample1"]]
@@ -76,7 +77,8 @@ def test_default_mode_close_to_oracle(pipeline: Pipeline, relative: str) -> None
     for face in faces:
         best = max(range(len(expected)), key=lambda i: iou(face.box, expected[i]))
         assert iou(face.box, expected[best]) >= 0.6
-        assert face_distance(np.array([oracle_encodings[best]]), face.encoding)[0] <= 0.17
+        most = 0.3 if face.box.side < 160 else 0.17
+        assert face_distance(np.array([oracle_encodings[best]]), face.encoding)[0] <= most
 
 
 def _one_face(pipeline: Pipeline, data: bytes):
@@ -153,14 +155,16 @@ def test_image_modes(pipeline: Pipeline, mode: str) -> None:
     assert face_distance(np.array([reference.encoding]), face.encoding)[0] < 0.3
 
 
-def test_parallel_detection_from_many_threads(engine: FaceEngine) -> None:
-    """Eight threads detecting at once on one engine (a shared dlib detector would crash or garble)."""
+@pytest.mark.parametrize("detector", ["yunet", "hog"])
+def test_parallel_detection_from_many_threads(engine: FaceEngine, detector: str) -> None:
+    """Eight threads detecting at once on one engine (a shared dlib detector would crash or garble; YuNet's
+    network, off the GIL, runs one detection at a time per process)."""
     import concurrent.futures
 
     images = [pixels(p).pixels for p in ("examples/two_people.jpg", "tests/test_images/obama.jpg")]
-    expected = [engine.face_locations(image, 1.0) for image in images]
+    expected = [engine.face_locations(image, 1.0, detector) for image in images]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: engine.face_locations(images[i % 2], 1.0), range(32)))
+        results = list(pool.map(lambda i: engine.face_locations(images[i % 2], 1.0, detector), range(32)))
     assert all(result == expected[i % 2] for i, result in enumerate(results))
 
 

@@ -1,7 +1,7 @@
 """YuNet, the face detector of libfacedetection (Shiqi Yu et al., BSD-3; weights compiled into the ``yuface`` wheel).
 
 A 2023 anchor-free network trained on WIDER FACE: it finds faces from about 10 px up, turned
-and small ones included, at about 0.12 s a megapixel on one core (docs/DETECTORS.md).
+and small ones included, at about 0.12 s a megapixel on one core, 0.08 s on two (docs/DETECTORS.md).
 Two limits of the network shape how `faceapi.engine` uses it:
 
 - Faces larger than about `LARGEST_PX` scanned pixels come out cut or twice, so a scan larger
@@ -9,20 +9,19 @@ Two limits of the network shape how `faceapi.engine` uses it:
 - Its memory grows with the pixels scanned (about 60 MB a megapixel while it runs), so large scans run in
   bands, and a process runs one detection at a time (`faceapi.engine`).
 
-The network runs with the GIL released, on one core: under load the service's workers fill the cores, as
-they do with HOG. Spread over two cores by OpenMP, one detection is 1.2-1.5 times as fast, but the service
-under load was no faster with libgomp's passive wait and 10% slower with its default spinning
-(docs/DETECTORS.md).
+The network runs with the GIL released, on two of libgomp's threads, which sleep between detections
+(``OMP_WAIT_POLICY=PASSIVE``, set here unless the environment says otherwise).
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import importlib.util
+import os
 import pathlib
 
 import numpy as np
-import yuface
 
 # The score a face needs by default (`FACEAPI_MIN_DETECTION_CONFIDENCE`; measured: docs/DETECTORS.md).
 MIN_CONFIDENCE = 0.75
@@ -61,7 +60,7 @@ def detect(rgb: np.ndarray, min_confidence: float) -> list[Detection]:
         return []
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the network reads BGR
     results = np.zeros(_RESULT_BYTES // 4, np.int32)
-    _omp_set_num_threads(1)  # on one core: the workers fill the cores (docs/DETECTORS.md)
+    _omp_set_num_threads(_THREADS)
     _facedetect_cnn(results.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
     count = int(results[0])
     rows = results[1:1 + count * _ROW_SHORTS // 2].view(np.int16).reshape(count, _ROW_SHORTS).astype(np.int64)
@@ -77,7 +76,7 @@ def detect(rgb: np.ndarray, min_confidence: float) -> list[Detection]:
 def _load_omp_set_num_threads() -> ctypes._CFuncPtr:
     """``omp_set_num_threads`` of the libgomp the wheel bundles (and libfacedetection uses): it sets the
     threads of the calling thread's parallel regions."""
-    [libgomp] = (pathlib.Path(yuface.__file__).parent.parent / "yuface.libs").glob("libgomp*.so*")
+    [libgomp] = (_PACKAGE.parent / "yuface.libs").glob("libgomp*.so*")
     function = ctypes.CDLL(str(libgomp)).omp_set_num_threads
     function.restype = None
     function.argtypes = [ctypes.c_int]
@@ -92,7 +91,7 @@ def _load_facedetect_cnn() -> ctypes._CFuncPtr:
     detection (0.1 s a megapixel) and returns coordinates as unsigned (a box reaching past the left or
     top edge came back near 65 535). ctypes releases the GIL while the network runs.
     """
-    library = ctypes.CDLL(str(pathlib.Path(yuface.__file__).parent / "libfacedetection.so"))
+    library = ctypes.CDLL(str(_PACKAGE / "libfacedetection.so"))
     function = library._Z14facedetect_cnnPhS_iii  # the C++ name of facedetect_cnn(uchar*, uchar*, int, int, int)
     function.restype = ctypes.POINTER(ctypes.c_int)
     function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -103,5 +102,12 @@ def _load_facedetect_cnn() -> ctypes._CFuncPtr:
 # x, y, width, height, five points, one unused), room for 1 151 faces.
 _RESULT_BYTES = 0x9000
 _ROW_SHORTS = 16
+# The wheel's folder, found without importing its binding (which would load libgomp before the line below).
+_PACKAGE = pathlib.Path(importlib.util.find_spec("yuface").submodule_search_locations[0])
+# Two cores a detection: 1.2-1.5 times as fast alone. libgomp's threads then wait for the next detection
+# asleep, not spinning (read when the library loads): spinning, they took 10% of the service's throughput
+# under load (docs/DETECTORS.md).
+_THREADS = 2
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _facedetect_cnn = _load_facedetect_cnn()
 _omp_set_num_threads = _load_omp_set_num_threads()
