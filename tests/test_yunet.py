@@ -61,14 +61,15 @@ def test_a_large_face_is_found_once_and_whole(engine: FaceEngine, side: int) -> 
 
 
 def test_bands_find_what_one_scan_finds(engine: FaceEngine) -> None:
-    """A 12 MP class photo searched from 20 px (12 MP scanned, in bands of 1.3 MP) finds the faces that one
-    whole scan finds, with the same boxes but for a few pixels."""
+    """A 12 MP class photo searched from 20 px (12 MP scanned, in bands of 0.8 MP) finds the faces that one
+    whole scan finds, with the same boxes but for a few pixels (YuNet's points move a little with what
+    surrounds a face in its band)."""
     image = decode_image(class_photo(120), max_side_px=4000, max_pixels=10**9).pixels
     banded = engine.face_detections(image, 1.0, "yunet")
     whole = engine.face_detections(image, 1.0, "yunet", WHOLE_SCAN)
     assert len(banded) == len(whole) == 40
-    for box, _ in whole:
-        assert max(iou(box, other) for other, _ in banded) >= 0.8
+    overlaps = sorted(max(iou(box, other) for other, _ in banded) for box, _ in whole)
+    assert overlaps[0] >= 0.7 and overlaps[len(overlaps) // 2] >= 0.9, overlaps
 
 
 def test_the_score_threshold_is_a_setting(engine: FaceEngine) -> None:
