@@ -114,7 +114,7 @@ def test_demo_page_end_to_end(gunicorn_factory, browser, tmp_path: pathlib.Path)
     assert centres["obama"] < 0.5 < centres["biden"]
     assert all(box.rect["width"] > 20 for box in boxes)
 
-    assert "(hog)" in browser.find_element(By.ID, "recognize-result").text  # the service's default
+    assert "(yunet)" in browser.find_element(By.ID, "recognize-result").text  # the service's default
     # The CNN, chosen in the header: the same two people, and the answer says which detector ran.
     Select(browser.find_element(By.ID, "detector")).select_by_value("cnn")
     browser.find_element(By.ID, "recognize-image").send_keys(str(face_photo("examples/two_people.jpg")))
