@@ -45,6 +45,7 @@ from faceapi.encoder import BATCH_FACES
 from faceapi.encoder import FaceEncoder
 from faceapi.imaging import shrunk
 from faceapi.matching import ENCODING_WIDTH
+from faceapi.memory import scratch_from_the_heap
 from faceapi.models import ModelPaths
 from faceapi.models import model_id
 from faceapi.scanning import DETECTORS
@@ -128,7 +129,7 @@ _NESTED_SHARE = 0.6
 # box's, from YuNet's own box 0.071 (docs/DETECTORS.md).
 _YUNET_TO_HOG = (-0.092, -0.016, 2.344)
 # Each coarser YuNet level scans the image this many times smaller, for faces too large for the level before.
-_YUNET_LEVEL_STEP = 3
+_YUNET_LEVEL_STEP = 4
 
 
 def largest_first(boxes: list[Box], count: int | None = None) -> list[Box]:
@@ -224,7 +225,7 @@ class FaceEngine:
         if detector == "yunet":
             for _ in range(upsample):
                 scan = pyramid_up(scan)
-            with self._yunet_lock:
+            with self._yunet_lock, scratch_from_the_heap():
                 faces = yunet.detect(scan, min_confidence)
             boxes = [(box, face.confidence) for face in faces if (box := _hog_like(face)).side >= yunet.SMALLEST_PX]
             for _ in range(upsample):

@@ -61,7 +61,34 @@ def tune_malloc(arena_max: int = 2, mmap_threshold_bytes: int = MMAP_THRESHOLD_B
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     fixed = mmap_threshold_bytes == 0 or bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_bytes))
+    if fixed and mmap_threshold_bytes:
+        _fixed_threshold.update(mallopt=mallopt, bytes=mmap_threshold_bytes)
     return bool(mallopt(_M_ARENA_MAX, arena_max)) and fixed
+
+
+# The threshold `tune_malloc` fixed, and glibc's mallopt: empty when the threshold is glibc's own.
+_fixed_threshold: dict = {}
+# What `scratch_from_the_heap` raises the threshold to: above any block a detection asks for.
+_SCRATCH_THRESHOLD_BYTES = 64 << 20
+
+
+@contextlib.contextmanager
+def scratch_from_the_heap() -> Iterator[None]:
+    """Large blocks come from the heap while this runs, not from fresh mappings.
+
+    For code that allocates and frees large blocks many times over, as YuNet does its layers' outputs
+    (about 60 MB a megapixel each call): with the fixed threshold every one is mapped afresh and faulted in
+    page by page, 35 ms of a 0.8 MP detection's 121 (docs/DETECTORS.md). Freed, the blocks stay in the
+    heap until the request's `release_free_memory`. A no-op unless `tune_malloc` fixed the threshold.
+    """
+    if not _fixed_threshold:
+        yield
+        return
+    _fixed_threshold["mallopt"](_M_MMAP_THRESHOLD, _SCRATCH_THRESHOLD_BYTES)
+    try:
+        yield
+    finally:
+        _fixed_threshold["mallopt"](_M_MMAP_THRESHOLD, _fixed_threshold["bytes"])
 
 
 @contextlib.contextmanager
