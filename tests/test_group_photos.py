@@ -27,13 +27,13 @@ def test_default_plan_searches_small_photos_at_their_own_size() -> None:
     assert options.plan(640, 480) == ScanPlan(scale=1.0, min_face_px=20, limited=False)
     assert options.plan(1024, 683) == ScanPlan(scale=1.0, min_face_px=20, limited=False)
     assert options.plan(1600, 1200) == ScanPlan(scale=1.0, min_face_px=20, limited=False)
-    # Larger photos keep their cost: scanned at 1024 px, faces from 20 * 1920 / 1024 = 38 px on 1080p,
-    # and from 20 * 4000 / 1024 = 79 px on a 12 MP photo.
-    assert options.plan(1920, 1080) == ScanPlan(scale=1024 / 1920, min_face_px=38, limited=False)
-    assert options.plan(4000, 3000) == ScanPlan(scale=0.256, min_face_px=79, limited=False)
+    # Larger photos keep their cost: scanned at 896 px, faces from 20 * 1920 / 896 = 43 px on 1080p,
+    # and from 20 * 4000 / 896 = 90 px on a 12 MP photo.
+    assert options.plan(1920, 1080) == ScanPlan(scale=896 / 1920, min_face_px=43, limited=False)
+    assert options.plan(4000, 3000) == ScanPlan(scale=0.224, min_face_px=90, limited=False)
     assert detect_options(Settings(workers=1, detect_side_px=2000)).plan(4000, 3000).min_face_px == 40
     assert detect_options(Settings(workers=1, detect_side_px=0)).plan(4000, 3000).min_face_px == 20
-    assert detect_options(Settings(workers=1, full_search_pixels=0)).plan(1024, 683).min_face_px == 20
+    assert detect_options(Settings(workers=1, full_search_pixels=0)).plan(1024, 683).min_face_px == 23  # at 896 px
 
 
 def test_hog_and_the_cnn_search_small_photos_as_face_recognition_does() -> None:
@@ -88,7 +88,7 @@ def test_class_photo_recall_at_the_asked_size(engine: FaceEngine, face_px: int) 
 def test_default_finds_every_face_of_a_12_mp_class_photo(client: TestClient, face_px: int) -> None:
     response = client.post("/recognize", data={"image": upload(class_photo(face_px), "class.jpg")})
     assert response.status_code == 200
-    assert response.json["detection"] == {"min_face_px": 79, "limited": False, "detector": "yunet"}
+    assert response.json["detection"] == {"min_face_px": 90, "limited": False, "detector": "yunet"}
     assert 40 <= len(response.json["faces"]) <= 42
 
 

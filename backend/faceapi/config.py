@@ -206,7 +206,7 @@ class Settings:
                              "Face detector when a request gives no `detector`: `yunet` (libfacedetection's YuNet: small, turned and partly hidden faces too, at about 0.1 s a megapixel), `hog` (dlib's frontal HOG) or `cnn` (dlib's CNN, about 20 times YuNet's time). README, \"Detectors\".",
                              lambda v: None if v in DETECTORS else f"must be one of {', '.join(DETECTORS)}")
     detect_side_px: int | None = _setting("FACEAPI_DETECT_SIDE_PX", None, int, "int",
-                                          "When a request gives no `min_face_px`, photos larger than `FACEAPI_FULL_SEARCH_PIXELS` are scanned at most at this longest side: their smallest face searched grows with the photo. Unset: each detector's own, YuNet 1024 (20/1024 of the longest side: 38 px on a 1920x1080 photo, 79 px on 4000x3000), HOG and the CNN 1280 (72/1280: 108 px, 225 px). 0: no such bound.",
+                                          "When a request gives no `min_face_px`, photos larger than `FACEAPI_FULL_SEARCH_PIXELS` are scanned at most at this longest side: their smallest face searched grows with the photo. Unset: each detector's own, YuNet 896 (20/896 of the longest side: 43 px on a 1920x1080 photo, 90 px on 4000x3000), HOG and the CNN 1280 (72/1280: 108 px, 225 px). 0: no such bound.",
                                           _detect_side, readme_default="unset")
     full_search_pixels: int = _setting("FACEAPI_FULL_SEARCH_PIXELS", 2_000_000, int, "int",
                                        "When a request gives no `min_face_px`, photos of at most this many pixels are searched from `FACEAPI_MIN_FACE_PX` (an 800x600 photo from 20 px with YuNet); larger ones as `FACEAPI_DETECT_SIDE_PX` says.",

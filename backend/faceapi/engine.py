@@ -104,7 +104,7 @@ class Banding:
 
 WHOLE_SCAN = Banding(1 << 62, 288)  # one pass whatever the size: what bands are measured against
 # HOG in bands of 4 MP (about 30 MB); YuNet in bands of 0.8 MP (about 50 MB: it needs 60 MB a megapixel, and
-# a process runs one at a time), which scans a photo bounded to 1024 px (its `FACEAPI_DETECT_SIDE_PX`) whole.
+# a process runs one at a time), which scans a photo bounded to 896 px (its `FACEAPI_DETECT_SIDE_PX`) whole.
 # The CNN bounds its own memory, exactly (`faceapi.cnn`: its pyramid and network are made in bands), so it
 # scans whole.
 BANDING = {"hog": Banding(4_000_000, 288), "cnn": WHOLE_SCAN, "yunet": Banding(800_000, 192, 1280)}

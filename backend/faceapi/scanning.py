@@ -21,9 +21,9 @@ SMALLEST_BOX_PX = 72
 # pyramid's first level. The first is the default detector.
 DETECTORS = {"yunet": 20, "hog": SMALLEST_BOX_PX, "cnn": 80}
 # The longest side each detector scans a photo over `FACEAPI_FULL_SEARCH_PIXELS` at when neither the request nor
-# `FACEAPI_DETECT_SIDE_PX` says: YuNet's 1024 px cost what HOG's 1280 px did (a 12 MP photo: faces from 79 px,
-# HOG's from 225 px; docs/DETECTORS.md).
-DEFAULT_SCAN_SIDE_PX = {"yunet": 1024, "hog": 1280, "cnn": 1280}
+# `FACEAPI_DETECT_SIDE_PX` says: at YuNet's 896 px the service serves as many requests as with HOG's 1280 px in
+# the same memory (a 12 MP photo: faces from 90 px, HOG's from 225 px; docs/DETECTORS.md).
+DEFAULT_SCAN_SIDE_PX = {"yunet": 896, "hog": 1280, "cnn": 1280}
 # The smallest face each detector searches for when neither the request nor `FACEAPI_MIN_FACE_PX` says:
 # YuNet at the photo's own size; HOG and the CNN from 36 px, as face_recognition's HOG searches (upsampled once).
 DEFAULT_MIN_FACE_PX = {"yunet": 20, "hog": 36, "cnn": 36}
