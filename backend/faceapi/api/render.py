@@ -29,7 +29,7 @@ def detection_json(analysis: Analysis) -> dict[str, Any]:
 
 
 def found_face_json(face: FoundFace) -> dict[str, Any]:
-    """A face found in an upload: its box, the detector's confidence when it gives one (the CNN), and its five
+    """A face found in an upload: its box, the detector's confidence when it gives one (YuNet, the CNN), and its five
     points by name when they were computed."""
     answer: dict[str, Any] = {"box": dataclasses.asdict(face.box)}
     if face.confidence is not None:
