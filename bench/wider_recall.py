@@ -37,6 +37,7 @@ SOURCES = {
                                         "images/11_Meeting_Meeting_11_Meeting_Meeting_11_26.jpg"],
     "peteryuX/retinaface-tf2": ["data/0_Parade_marchingband_1_149.jpg"],
     "yxlijun/S3FD.pytorch": ["img/0_Parade_marchingband_1_465.jpg"],
+    "yxlijun/DSFD.pytorch": [f"img/0_Parade_marchingband_1_{n}.jpg" for n in (20, 234, 329, 488, 629)],
     "dlunion/DBFace": ["datas/12_Group_Group_12_Group_Group_12_728.jpg"],
     "SeonjiPark/SNU_FaceDetection": [f"data/sample_widerface/images/{name}.jpg" for name in (
         "0_Parade_marchingband_1_311", "10_People_Marching_People_Marching_10_People_Marching_People_Marching_10_848",
