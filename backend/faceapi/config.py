@@ -18,6 +18,7 @@ from typing import Any
 
 from faceapi.memory import MMAP_THRESHOLD_BYTES
 from faceapi.scanning import DETECTORS
+from faceapi.scanning import YUNET_MIN_CONFIDENCE
 from faceapi.scopes import ApiKey
 from faceapi.scopes import KeySyntaxError
 from faceapi.scopes import parse_api_keys
@@ -214,7 +215,7 @@ class Settings:
     min_face_px: int | None = _setting("FACEAPI_MIN_FACE_PX", None, int, "int",
                                        "Smallest face searched when a request gives no `min_face_px`, in pixels of the uploaded image (on photos up to `FACEAPI_FULL_SEARCH_PIXELS`; larger ones as `FACEAPI_DETECT_SIDE_PX` says). Unset: each detector's own, YuNet 20 (the photo at its own size), HOG and the CNN 36 (face_recognition's HOG scan).",
                                        _positive_or_unset, readme_default="unset")
-    min_detection_confidence: float = _setting("FACEAPI_MIN_DETECTION_CONFIDENCE", 0.75, float, "float",
+    min_detection_confidence: float = _setting("FACEAPI_MIN_DETECTION_CONFIDENCE", YUNET_MIN_CONFIDENCE, float, "float",
                                                "YuNet's score (0 to 1) a face needs to be reported; each face's `confidence` is that score. The default is measured on WIDER FACE photos (docs/DETECTORS.md): lower finds a few more small and hidden faces and more things that are not faces.",
                                                _rate)
     max_scan_pixels: int = _setting("FACEAPI_MAX_SCAN_PIXELS", 12_000_000, int, "int",

@@ -49,6 +49,7 @@ from faceapi.memory import scratch_from_the_heap
 from faceapi.models import ModelPaths
 from faceapi.models import model_id
 from faceapi.scanning import DETECTORS
+from faceapi.scanning import YUNET_MIN_CONFIDENCE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +73,14 @@ class Box:
     def area(self) -> int:
         return max(0, self.right - self.left) * max(0, self.bottom - self.top)
 
+    def intersection(self, other: Box) -> Box:
+        """The box both boxes cover (of no area when they do not meet)."""
+        return Box(max(self.top, other.top), min(self.right, other.right), min(self.bottom, other.bottom),
+                   max(self.left, other.left))
+
     def iou(self, other: Box) -> float:
         """Intersection over union of the two boxes' areas."""
-        inner = Box(max(self.top, other.top), min(self.right, other.right), min(self.bottom, other.bottom),
-                    max(self.left, other.left))
+        inner = self.intersection(other)
         union = self.area + other.area - inner.area
         return inner.area / union if union else 0.0
 
@@ -175,7 +180,7 @@ class FaceEngine:
 
     def face_detections(self, image: np.ndarray, scale: float, detector: str = "yunet",
                         banding: Banding | None = None,
-                        min_confidence: float = yunet.MIN_CONFIDENCE) -> list[tuple[Box, float | None]]:
+                        min_confidence: float = YUNET_MIN_CONFIDENCE) -> list[tuple[Box, float | None]]:
         """Every face in ``image``: its box (in ``image``'s coordinates, not trimmed) and the detector's
         confidence (YuNet's score in [0, 1], the CNN's score; None for HOG).
 
@@ -382,13 +387,8 @@ def _hog_like(face: yunet.Detection) -> Box:
 def _without_nested(found: list[tuple[Box, float | None]]) -> list[tuple[Box, float | None]]:
     """``found`` without the boxes lying mostly inside a larger one (`_NESTED_SHARE`)."""
     def nested(box: Box) -> bool:
-        for other, _ in found:
-            if other.area > box.area:
-                inner = Box(max(box.top, other.top), min(box.right, other.right), min(box.bottom, other.bottom),
-                            max(box.left, other.left))
-                if inner.area > _NESTED_SHARE * box.area:
-                    return True
-        return False
+        return any(other.area > box.area and box.intersection(other).area > _NESTED_SHARE * box.area
+                   for other, _ in found)
 
     return [face for face in found if not nested(face[0])]
 

@@ -24,6 +24,9 @@ DETECTORS = {"yunet": 20, "hog": SMALLEST_BOX_PX, "cnn": 80}
 # `FACEAPI_DETECT_SIDE_PX` says: at YuNet's 896 px the service serves as many requests as with HOG's 1280 px in
 # the same memory (a 12 MP photo: faces from 90 px, HOG's from 225 px; docs/DETECTORS.md).
 DEFAULT_SCAN_SIDE_PX = {"yunet": 896, "hog": 1280, "cnn": 1280}
+# The score a YuNet face needs by default (`FACEAPI_MIN_DETECTION_CONFIDENCE`): the lowest that boxed no hand or
+# painting in the labelled photos; 245 of 304 WIDER FACE faces of 20 px and more (docs/DETECTORS.md).
+YUNET_MIN_CONFIDENCE = 0.75
 # The smallest face each detector searches for when neither the request nor `FACEAPI_MIN_FACE_PX` says:
 # YuNet at the photo's own size; HOG and the CNN from 36 px, as face_recognition's HOG searches (upsampled once).
 DEFAULT_MIN_FACE_PX = {"yunet": 20, "hog": 36, "cnn": 36}

@@ -23,8 +23,6 @@ import pathlib
 
 import numpy as np
 
-# The score a face needs by default (`FACEAPI_MIN_DETECTION_CONFIDENCE`; measured: docs/DETECTORS.md).
-MIN_CONFIDENCE = 0.75
 # A box this share of the photo's shorter side or larger needs at least `LARGE_FACE_CONFIDENCE`: YuNet scores
 # the photo's subject 0.85 or more (every one of 800 LFW photos, faces about 45% of the side), while boxes on
 # paintings, hands and foliage that large scored 0.57-0.81 (docs/DETECTORS.md).
